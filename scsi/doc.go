@@ -1,0 +1,38 @@
+// Package scsi emulates a SCSI block device (SBC-4 over SPC-5) on top of a
+// block.Driver, with no transport in sight: a CDB and its Data-Out buffer go
+// in, Data-In bytes, a status byte and sense data come out. export/iscsi
+// moves the bytes; this package decides what they mean.
+//
+// # Logical units and targets
+//
+// An [LU] is one logical unit over one node, configured by [Config]: the
+// logical block size (512 or 4096), the guest-visible LBPRZ, anchoring
+// support, the discard policy and the identity strings. A [Target] groups
+// LUs by number and answers what no single LU can (REPORT LUNS, commands to
+// an absent LUN).
+//
+// # Commands
+//
+// [LU.Execute] runs one [Command]. Before the transport collects Data-Out it
+// asks [LU.DataOutLen] how many bytes the CDB will consume, so that an
+// initiator's Expected Data Transfer Length can be checked and rejected
+// without reading the data. All range checks are done in logical blocks with
+// overflow-safe arithmetic before any byte offset is formed.
+//
+// # Thin provisioning
+//
+// The rules of DESIGN.md apply: UNMAP becomes Discard (nothing at all under
+// block.DiscardIgnore), WRITE SAME with UNMAP and a zero payload becomes
+// WriteZeroes with MayUnmap, ANCHOR becomes WriteZeroes that keeps storage,
+// and GET LBA STATUS reports mapped, deallocated and anchored runs from
+// block.ChainStatus over the whole backing chain. The LBPRZ a guest sees is
+// part of the configuration; [New] refuses LBPRZ=1 when the node cannot
+// deallocate and guarantee zeros.
+//
+// # Concurrency
+//
+// Execute may be called from many goroutines at once. Commands that change
+// data lock their block range, so overlapping writes are serialized and
+// COMPARE AND WRITE and ORWRITE are atomic with respect to other writers;
+// reads take no lock.
+package scsi
