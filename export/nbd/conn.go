@@ -1,0 +1,282 @@
+package nbd
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/thinblk/thinblk/internal/nbdwire"
+)
+
+const (
+	readBufSize  = 64 << 10
+	writeBufSize = 256 << 10
+)
+
+// conn is one client connection.
+type conn struct {
+	s   *Server
+	raw net.Conn // the accepted connection (deadlines, Close)
+	nc  net.Conn // raw, or the *tls.Conn over it after STARTTLS
+	br  *bufio.Reader
+	log *slog.Logger
+
+	// Negotiation state, owned by the serving goroutine until transmission.
+	noZeroes   bool
+	tls        bool
+	structured bool // structured replies (also true with extended)
+	extended   bool // extended headers
+	meta       []uint32
+	metaExport string
+	exp        *Export
+	flags      uint16
+
+	// wmu guards bw and werr once transmission starts; wwait counts
+	// workers waiting for wmu, so the holder flushes only when nobody
+	// else is about to write.
+	wmu   sync.Mutex
+	bw    *bufio.Writer
+	werr  error
+	wwait atomic.Int32
+
+	budget   budget
+	inflight sync.WaitGroup
+	stopped  atomic.Bool
+
+	requests atomic.Int64
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{
+		s:   s,
+		raw: nc,
+		nc:  nc,
+		br:  bufio.NewReaderSize(nc, readBufSize),
+		bw:  bufio.NewWriterSize(nc, writeBufSize),
+		log: s.logger().With("remote", nc.RemoteAddr().String()),
+	}
+	c.budget.limit = MaxConnBuffer
+	return c
+}
+
+// stop asks the connection to finish: no new options or requests are
+// read; requests already read complete and are answered.
+func (c *conn) stop() {
+	c.stopped.Store(true)
+	c.raw.SetReadDeadline(time.Now())
+}
+
+func (c *conn) stopping() bool { return c.stopped.Load() }
+
+// serve runs the connection to its end.
+func (c *conn) serve() {
+	defer c.raw.Close()
+	c.log.Info("nbd: client connected")
+	if err := c.negotiate(); err != nil {
+		if errors.Is(err, errAbort) || errors.Is(err, io.EOF) {
+			c.log.Info("nbd: client left during negotiation", "reason", err.Error())
+		} else {
+			c.log.Warn("nbd: negotiation failed", "err", err.Error())
+		}
+		return
+	}
+	c.log.Info("nbd: transmission", "export", c.exp.Name, "structured", c.structured,
+		"extended", c.extended, "tls", c.tls, "meta-contexts", len(c.meta), "flags", c.flags)
+	reason := c.transmit()
+	c.log.Info("nbd: client disconnected", "export", c.exp.Name, "reason", reason, "requests", c.requests.Load())
+}
+
+// job is one request handed to a worker.
+type job struct {
+	req     nbdwire.Request
+	payload *[]byte // WRITE data, from the pool
+	errno   uint32  // set when the request was refused while reading it
+	msg     string
+	charge  int64 // budget held
+}
+
+// transmit reads requests until DISC, EOF, a protocol violation or stop,
+// then waits for the requests in flight. It returns why it ended.
+func (c *conn) transmit() string {
+	if c.stopping() {
+		c.raw.SetReadDeadline(time.Now())
+	}
+	jobs := make(chan *job, 64)
+	var workers sync.WaitGroup
+	for range c.s.workers() {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for j := range jobs {
+				c.run(j)
+				c.inflight.Done()
+			}
+		}()
+	}
+	reason := c.readLoop(jobs)
+	close(jobs)
+	workers.Wait()
+	c.wmu.Lock()
+	if c.werr == nil {
+		c.werr = c.bw.Flush()
+	}
+	c.wmu.Unlock()
+	return reason
+}
+
+func (c *conn) readLoop(jobs chan<- *job) string {
+	hdr := make([]byte, nbdwire.RequestSize(c.extended))
+	maxPay := uint64(c.exp.maxPay)
+	for {
+		if _, err := io.ReadFull(c.br, hdr); err != nil {
+			if c.stopping() {
+				return "server shutdown"
+			}
+			if errors.Is(err, io.EOF) {
+				return "EOF"
+			}
+			return err.Error()
+		}
+		req, err := nbdwire.DecodeRequest(hdr, c.extended)
+		if err != nil {
+			c.log.Warn("nbd: protocol violation, disconnecting", "err", err.Error())
+			return "bad request magic"
+		}
+		c.requests.Add(1)
+		if req.Type == nbdwire.CmdDisc {
+			return "NBD_CMD_DISC"
+		}
+		j := &job{req: req}
+		if req.HasPayload(c.extended) {
+			if req.Length > maxPay {
+				if c.extended {
+					c.log.Warn("nbd: payload over the maximum, disconnecting", "length", req.Length)
+					return "oversized payload"
+				}
+				// A compact WRITE payload is at most 4 GiB: skip it and
+				// refuse the request; the stream stays in sync.
+				if _, err := io.CopyN(io.Discard, c.br, int64(req.Length)); err != nil {
+					return err.Error()
+				}
+				j.errno, j.msg = nbdwire.EINVAL, "payload larger than the maximum payload size"
+			} else {
+				j.charge = int64(req.Length)
+				c.budget.acquire(j.charge)
+				j.payload = getBuf(int(req.Length))
+				if _, err := io.ReadFull(c.br, *j.payload); err != nil {
+					putBuf(j.payload)
+					c.budget.release(j.charge)
+					return err.Error()
+				}
+				if req.Type != nbdwire.CmdWrite {
+					j.errno, j.msg = nbdwire.EINVAL, "command takes no payload"
+				}
+			}
+		} else if req.Type == nbdwire.CmdRead && req.Length <= maxPay {
+			j.charge = int64(req.Length)
+			c.budget.acquire(j.charge)
+		}
+		c.inflight.Add(1)
+		jobs <- j
+	}
+}
+
+// send writes one reply under the writer lock; build appends the reply to
+// the buffered writer. The writer is flushed unless another reply is
+// already waiting for the lock. After a write error later replies are
+// dropped (the connection is dead).
+func (c *conn) send(build func(w *bufio.Writer) error) {
+	c.wwait.Add(1)
+	c.wmu.Lock()
+	c.wwait.Add(-1)
+	if c.werr == nil {
+		err := build(c.bw)
+		if err == nil && c.wwait.Load() == 0 {
+			err = c.bw.Flush()
+		}
+		if err != nil {
+			c.werr = err
+			c.raw.Close()
+		}
+	}
+	c.wmu.Unlock()
+}
+
+// budget bounds the payload bytes a connection holds.
+type budget struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	used  int64
+	limit int64
+}
+
+// acquire waits until n more bytes fit (a request larger than the limit
+// runs alone).
+func (b *budget) acquire(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	if b.cond == nil {
+		b.cond = sync.NewCond(&b.mu)
+	}
+	for b.used > 0 && b.used+n > b.limit {
+		b.cond.Wait()
+	}
+	b.used += n
+	b.mu.Unlock()
+}
+
+func (b *budget) release(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	if b.cond != nil {
+		b.cond.Broadcast()
+	}
+	b.mu.Unlock()
+}
+
+// Payload buffers are pooled by power-of-two size class (4 KiB .. 32 MiB).
+var bufPools [14]sync.Pool
+
+func sizeClass(n int) int {
+	c := 0
+	for s := 4096; s < n && c < len(bufPools)-1; s <<= 1 {
+		c++
+	}
+	return c
+}
+
+// getBuf returns a buffer of length n. Buffers over 32 MiB are not pooled.
+func getBuf(n int) *[]byte {
+	cls := sizeClass(n)
+	if capacity := 4096 << cls; n <= capacity {
+		if v := bufPools[cls].Get(); v != nil {
+			b := v.(*[]byte)
+			*b = (*b)[:n]
+			return b
+		}
+		b := make([]byte, n, capacity)
+		return &b
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+func putBuf(b *[]byte) {
+	if b == nil {
+		return
+	}
+	cls := sizeClass(cap(*b))
+	if cap(*b) == 4096<<cls {
+		bufPools[cls].Put(b)
+	}
+}
