@@ -4,28 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/internal/testutil"
 )
-
-// testSeed returns THINBLK_SEED when set, else a fresh seed, and logs it.
-func testSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := rand.Uint64()
-	if s := os.Getenv("THINBLK_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("bad THINBLK_SEED %q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d", seed)
-	return seed
-}
 
 // checkExtents walks BlockStatus over the whole node, checks that extents
 // tile it and that every run agrees with the model: Zero runs read zeros,
@@ -58,7 +42,7 @@ func checkExtents(t *testing.T, m *Node, model []byte, state map[int64]block.Sta
 }
 
 func TestRandomAgainstModel(t *testing.T) {
-	rng := rand.New(rand.NewPCG(testSeed(t), 1))
+	rng := rand.New(rand.NewPCG(uint64(testutil.Seed(t)), 1))
 	const size = 20*ChunkSize + 1234
 	m := New(size)
 	model := make([]byte, size)
