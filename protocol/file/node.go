@@ -211,7 +211,11 @@ func (n *Node) Caps() block.Caps {
 	}
 	if n.isDevice {
 		zeroes := n.dev.writeZeroesMax > 0
-		unmap := n.dev.writeZeroesUnmapMax > 0 || (n.dev.writeZeroesUnmapMax < 0 && n.dev.discardMax > 0)
+		// Whether a device's write-zeroes without NOUNMAP deallocates is
+		// not reported reliably (loop devices punch holes in their file
+		// but show write_zeroes_unmap_max_bytes 0): assume it does when
+		// the device can discard at all.
+		unmap := n.dev.writeZeroesUnmapMax > 0 || n.dev.discardMax > 0
 		c.Discard = n.opts.Discard && n.dev.discardMax > 0
 		c.WriteZeroes = zeroes
 		c.FastZero = zeroes
