@@ -1,0 +1,169 @@
+package qcow2
+
+import (
+	"github.com/thinblk/thinblk/block"
+)
+
+// Pwrite stores p at guest offset off. Each cluster is written in place
+// when it is allocated and owned (refcount 1); otherwise a new host cluster
+// is allocated and the parts of the touched units (clusters, or subclusters
+// with extended L2) that p does not cover are copied from the old content
+// or the backing chain. The data is written before the L2 entry points at
+// it. With FUA the image is flushed before returning.
+func (img *Image) Pwrite(p []byte, off int64, flags block.Flags) error {
+	n := int64(len(p))
+	if img.readOnly {
+		return img.opError("pwrite", off, n, block.ErrReadOnly)
+	}
+	if err := block.CheckRange(off, n, img.Size()); err != nil {
+		return img.opError("pwrite", off, n, err)
+	}
+	if n == 0 {
+		return nil
+	}
+	lk := img.ranges.lock(off>>img.clusterBits, (off+n-1)>>img.clusterBits+1, true)
+	err := img.writeLocked(p, off)
+	img.ranges.unlock(lk)
+	if err == nil && flags.Has(block.FUA) {
+		err = img.Flush()
+	}
+	return img.opError("pwrite", off, n, err)
+}
+
+// writeLocked writes p at off, cluster by cluster.
+//
+// Preconditions: the guest clusters of the range are locked exclusive.
+func (img *Image) writeLocked(p []byte, off int64) error {
+	for len(p) > 0 {
+		vc := off >> img.clusterBits
+		inCluster := off - vc<<img.clusterBits
+		c := min(int64(len(p)), img.clusterSize-inCluster)
+		if err := img.writeCluster(vc, p[:c], inCluster); err != nil {
+			return err
+		}
+		p, off = p[c:], off+c
+	}
+	return nil
+}
+
+// writeCluster writes data at byte a of guest cluster vc.
+//
+// Preconditions: guest cluster vc is locked exclusive; img.mu not held.
+func (img *Image) writeCluster(vc int64, data []byte, a int64) error {
+	img.mu.Lock()
+	ms, err := img.lookupLocked(vc, 1)
+	if err != nil {
+		img.mu.Unlock()
+		return err
+	}
+	old := ms[0]
+	needNew := old.compressed || old.host == 0 || !old.copied
+	var newHost int64
+	if needNew {
+		if newHost, err = img.allocClustersLocked(1); err != nil {
+			img.mu.Unlock()
+			return err
+		}
+	}
+	img.mu.Unlock()
+
+	m := old
+	if needNew {
+		m = mapping{host: newHost, copied: true, alloc: old.alloc, zero: old.zero}
+		if old.compressed {
+			m.alloc, m.zero = allUnits(img.units), 0
+		}
+	}
+	if err := img.writeClusterData(vc, old, m, needNew, data, a); err != nil {
+		if needNew {
+			img.mu.Lock()
+			// Nothing points at the new cluster yet: release it at once.
+			_ = img.setRefcountLocked(newHost>>img.clusterBits, 0, 0, 0)
+			img.mu.Unlock()
+		}
+		return err
+	}
+
+	b := a + int64(len(data))
+	touched := unitRange(int(a/img.unitSize), int((b-1)/img.unitSize))
+	m.alloc |= touched
+	m.zero &^= touched
+	if m == old {
+		return nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if err := img.setMappingLocked(vc, m); err != nil {
+		return err
+	}
+	if needNew {
+		img.freeMappingLater(old)
+	}
+	return nil
+}
+
+// writeClusterData writes the data of one cluster write to m.host: data at
+// byte a, plus whatever the touched units need from the old content.
+func (img *Image) writeClusterData(vc int64, old, m mapping, needNew bool, data []byte, a int64) error {
+	cs, us := img.clusterSize, img.unitSize
+	cstart := vc << img.clusterBits
+	b := a + int64(len(data))
+	if needNew && (old.compressed || old.host != 0) {
+		// Copy-on-write of a compressed or shared cluster: rebuild the
+		// whole cluster.
+		full := make([]byte, cs)
+		if old.compressed {
+			if err := img.decompressCluster(old, full); err != nil {
+				return err
+			}
+		} else if err := img.file.Pread(full, old.host); err != nil {
+			return err
+		}
+		if err := img.fillUnits(full, 0, cstart, old, a, b); err != nil {
+			return err
+		}
+		copy(full[a:], data)
+		return img.file.Pwrite(full, m.host, 0)
+	}
+	ua, ub := a/us*us, (b+us-1)/us*us
+	headPartial := a > ua && m.alloc&(1<<(a/us)) == 0
+	tailPartial := b < ub && m.alloc&(1<<((b-1)/us)) == 0
+	if !headPartial && !tailPartial {
+		return img.file.Pwrite(data, m.host+a, 0)
+	}
+	buf := make([]byte, ub-ua)
+	if err := img.fillUnits(buf, ua, cstart, m, a, b); err != nil {
+		return err
+	}
+	copy(buf[a-ua:], data)
+	return img.file.Pwrite(buf, m.host+ua, 0)
+}
+
+// fillUnits fills, in buf (which holds cluster bytes from bufStart), the
+// parts outside [a, b) of the units that [a, b) touches partially and that
+// have no data of their own (allocated units are left as they are). Zero
+// units read zeros; others read the backing chain.
+func (img *Image) fillUnits(buf []byte, bufStart, cstart int64, m mapping, a, b int64) error {
+	us := img.unitSize
+	size := img.Size()
+	fill := func(u int64, from, to int64) error {
+		if from >= to || m.alloc&(1<<u) != 0 {
+			return nil
+		}
+		dst := buf[from-bufStart : to-bufStart]
+		if m.zero&(1<<u) != 0 || img.backing == nil || cstart+from >= size {
+			clear(dst)
+			return nil
+		}
+		if cstart+to > size {
+			clear(dst[size-cstart-from:])
+			dst = dst[:size-cstart-from]
+		}
+		return img.readBacking(dst, cstart+from)
+	}
+	ua, ub := a/us, (b-1)/us
+	if err := fill(ua, ua*us, a); err != nil {
+		return err
+	}
+	return fill(ub, b, (ub+1)*us)
+}
