@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thinblk/thinblk/tool"
+)
+
+func init() {
+	var o tool.ServeOptions
+	c := &cobra.Command{
+		Use:   "serve [--disk NAME=PATH[,format=F][,discard=ignore|unmap]...] [--listen ADDR] [--data-dir DIR]",
+		Short: "run the thinblk daemon: export disks over NBD with sane defaults",
+		Long: `Export disks over NBD until SIGTERM/SIGINT.
+
+With no --disk, creates (once) DATA-DIR/disk0.qcow2, a thin 16 GiB qcow2,
+and serves it as nbd://127.0.0.1:10809/disk0 with discard=unmap.
+
+--disk NAME=PATH[,format=F][,discard=ignore|unmap][,detect-zeroes=off|on|unmap]
+       [,readonly=on][,allocation-depth=on]   (repeatable; discard defaults to ignore)`,
+		Args: rangeArgs(0, 0),
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return tool.Serve(ctx, c.OutOrStdout(), o)
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVar(&o.Disks, "disk", nil, "a disk to export: NAME=PATH[,format=F][,discard=...] (repeatable)")
+	f.StringVar(&o.Listen, "listen", "127.0.0.1:10809", "address to listen on: HOST:PORT or unix:PATH")
+	f.StringVar(&o.DataDir, "data-dir", "thinblk-data", "folder of the default disk")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "server certificate (PEM); with --tls-key makes TLS mandatory")
+	f.StringVar(&o.TLSKey, "tls-key", "", "server private key (PEM)")
+	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM): require client certificates signed by it")
+	f.IntVar(&o.Workers, "workers", 4, "requests one connection runs at once")
+	rootCmd.AddCommand(c)
+}
