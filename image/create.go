@@ -1,7 +1,7 @@
 package image
 
 import (
-	"fmt"
+	"strings"
 
 	"github.com/thinblk/thinblk/block"
 )
@@ -9,12 +9,17 @@ import (
 // Create makes a new image called name in the given format (no probing: the
 // format is required). When o.OpenBacking is nil and o.Backing is set, the
 // backing file is opened read-only through Open, its name resolved against
-// the folder of name. Errors are *block.OpError with Op "create".
+// the folder of name. Errors name the file: a *block.OpError with Op "create",
+// unless the format's own error already names it.
 func Create(name, format string, o CreateOptions) error {
-	if err := create(name, format, o); err != nil {
-		return &block.OpError{Op: "create", Node: name, Err: err}
+	err := create(name, format, o)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if strings.Contains(err.Error(), name) {
+		return err // the format's error already names the file
+	}
+	return &block.OpError{Op: "create", Node: name, Err: err}
 }
 
 func create(name, format string, o CreateOptions) error {
@@ -42,8 +47,5 @@ func create(name, format string, o CreateOptions) error {
 			return Open(ResolveBacking(name, backingName), Options{Format: backingFormat, ReadOnly: true})
 		}
 	}
-	if err := f.Create(name, o); err != nil {
-		return fmt.Errorf("%s: %w", format, err)
-	}
-	return nil
+	return f.Create(name, o)
 }

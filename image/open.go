@@ -2,7 +2,6 @@ package image
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 
@@ -122,7 +121,7 @@ func openLayer(name string, o Options, seen map[string]bool, depth int) (block.D
 	node, err := f.Open(storage, fo)
 	if err != nil {
 		storage.Close()
-		return nil, fmt.Errorf("%s: %w", format, err)
+		return nil, err
 	}
 
 	if probedRawImage && !o.ReadOnly {

@@ -25,9 +25,10 @@ type CreateOptions struct {
 	Quiet bool
 }
 
-// Create makes a new image, printing qemu-img's line
-// "Formatting 'NAME', fmt=FMT size=N ..." to w unless o.Quiet. Unlike
-// qemu-img, the size is not rounded up to a multiple of 512.
+// Create makes a new image and then prints qemu-img's line
+// "Formatting 'NAME', fmt=FMT size=N ..." to w unless o.Quiet (nothing is
+// printed when creation fails). Unlike qemu-img, the size is not rounded up
+// to a multiple of 512.
 func Create(w io.Writer, name string, o CreateOptions) error {
 	format := o.Format
 	if format == "" {
@@ -37,6 +38,19 @@ func Create(w io.Writer, name string, o CreateOptions) error {
 		return fmt.Errorf("create %s: the image needs a size (or a backing file to take it from)", name)
 	}
 	size := max(o.Size, 0)
+	opts := o.Options
+	if opts == nil {
+		opts = map[string]string{}
+	}
+	err := image.Create(name, format, image.CreateOptions{
+		Size:          size,
+		Options:       opts,
+		Backing:       o.Backing,
+		BackingFormat: o.BackingFormat,
+	})
+	if err != nil {
+		return err
+	}
 	if !o.Quiet {
 		var b strings.Builder
 		fmt.Fprintf(&b, "Formatting '%s', fmt=%s size=%d", name, format, size)
@@ -56,14 +70,5 @@ func Create(w io.Writer, name string, o CreateOptions) error {
 		}
 		fmt.Fprintln(w, b.String())
 	}
-	opts := o.Options
-	if opts == nil {
-		opts = map[string]string{}
-	}
-	return image.Create(name, format, image.CreateOptions{
-		Size:          size,
-		Options:       opts,
-		Backing:       o.Backing,
-		BackingFormat: o.BackingFormat,
-	})
+	return nil
 }
