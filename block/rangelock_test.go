@@ -1,0 +1,44 @@
+package block
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRangeLocks(t *testing.T) {
+	var l rangeLocks
+	unlockA := l.lock(0, 4096)
+	// Disjoint: proceeds at once.
+	done := make(chan struct{})
+	go func() {
+		u := l.lock(4096, 8192)
+		u()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a disjoint range waited")
+	}
+	// Overlapping: waits for the holder.
+	got := make(chan struct{})
+	go func() {
+		u := l.lock(4000, 4100)
+		close(got)
+		u()
+	}()
+	select {
+	case <-got:
+		t.Fatal("an overlapping range did not wait")
+	case <-time.After(50 * time.Millisecond):
+	}
+	unlockA()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter did not get the lock after unlock")
+	}
+	if len(l.held) != 0 {
+		t.Fatalf("%d ranges still held", len(l.held))
+	}
+}
