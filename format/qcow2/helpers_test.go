@@ -154,3 +154,39 @@ func exec9(t testing.TB, img string) {
 	t.Helper()
 	_ = exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 200k", "-c", "write -P 0x5b 1M 64k", "-c", "sigraise 9", img).Run()
 }
+
+func runCode(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
+
+// compareMapsOr is compareMaps reporting through fail.
+func compareMapsOr(t testing.TB, got, want []mapEntry, fail func(string, ...any)) {
+	t.Helper()
+	at := func(m []mapEntry, off int64) (mapEntry, int64) {
+		for _, e := range m {
+			if off >= e.Start && off < e.Start+e.Length {
+				return e, e.Start + e.Length
+			}
+		}
+		return mapEntry{Depth: -1}, -1
+	}
+	var end int64
+	if len(want) > 0 {
+		end = want[len(want)-1].Start + want[len(want)-1].Length
+	}
+	for off := int64(0); off < end; {
+		g, ge := at(got, off)
+		w, we := at(want, off)
+		if ge < 0 || we < 0 {
+			fail("map: offset %d missing", off)
+			return
+		}
+		if g.Depth != w.Depth || g.Zero != w.Zero || g.Data != w.Data {
+			fail("map differs at offset %d: got depth=%d zero=%v data=%v, want depth=%d zero=%v data=%v",
+				off, g.Depth, g.Zero, g.Data, w.Depth, w.Zero, w.Data)
+			return
+		}
+		off = min(ge, we)
+	}
+}

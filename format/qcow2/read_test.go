@@ -18,7 +18,10 @@ func TestReadQemuImages(t *testing.T) {
 	run(t, "qemu-img", "create", "-q", "-f", "raw", src, "3M")
 	run(t, "qemu-io", "-f", "raw", "-c", "write -P 0x11 0 300k", "-c", "write -P 0x22 1000k 5k",
 		"-c", "write -P 0 1500k 64k", "-c", "write -P 0x33 2047k 3k", "-c", "write -P 0x44 3068k 4k", src)
-	cases := []struct{ name, opts string; compress bool }{
+	cases := []struct {
+		name, opts string
+		compress   bool
+	}{
 		{"default", "", false},
 		{"v2", "compat=0.10", false},
 		{"c512", "cluster_size=512", false},

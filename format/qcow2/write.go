@@ -131,12 +131,21 @@ func (img *Image) writeClusterData(vc int64, old, m mapping, needNew bool, data 
 	if !headPartial && !tailPartial {
 		return img.file.Pwrite(data, m.host+a, 0)
 	}
-	buf := make([]byte, ub-ua)
-	if err := img.fillUnits(buf, ua, cstart, m, a, b); err != nil {
+	// Only the partial units without data of their own are filled; an
+	// allocated partial unit keeps its bytes outside [a, b).
+	from, to := a, b
+	if headPartial {
+		from = ua
+	}
+	if tailPartial {
+		to = ub
+	}
+	buf := make([]byte, to-from)
+	if err := img.fillUnits(buf, from, cstart, m, a, b); err != nil {
 		return err
 	}
-	copy(buf[a-ua:], data)
-	return img.file.Pwrite(buf, m.host+ua, 0)
+	copy(buf[a-from:], data)
+	return img.file.Pwrite(buf, m.host+from, 0)
 }
 
 // fillUnits fills, in buf (which holds cluster bytes from bufStart), the
