@@ -131,7 +131,7 @@ func (lu *LU) deviceID(c *Command) []byte {
 // blockLimits builds VPD 0xB0 (SBC-4 6.6.4), page length 0x3C.
 func (lu *LU) blockLimits(c *Command) []byte {
 	p := c.alloc(64)
-	p[4] = 0x01 // WSNZ: WRITE SAME with 0 blocks is not supported
+	// WSNZ = 0: WRITE SAME with 0 blocks writes to the end of the medium.
 	p[5] = maxCompareAndWrite
 	putU16(p[6:], uint16(min(1<<lu.physExp, 0xFFFF))) // OPTIMAL TRANSFER LENGTH GRANULARITY
 	putU32(p[8:], uint32(min(lu.maxXfer, 0xFFFFFFFF)))

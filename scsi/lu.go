@@ -39,8 +39,10 @@ type Config struct {
 
 // Tunables advertised in the Block Limits VPD page.
 const (
-	// defaultMaxTransfer caps one READ/WRITE when the node has no limit.
-	defaultMaxTransfer = 8 << 20
+	// defaultMaxTransfer caps one READ/WRITE when the node has no limit
+	// (65536 blocks of 512 bytes, which initiators such as libiscsi's test
+	// suite expect to be able to send in one command).
+	defaultMaxTransfer = 32 << 20
 	// maxUnmapBlocks caps the LBAs of one UNMAP or WRITE SAME, so that a
 	// single command never writes more than this many blocks of zeros when
 	// the node cannot deallocate.
@@ -227,6 +229,36 @@ func (lu *LU) DataOutLen(cdb []byte) int64 {
 		return int64(getU16(cdb[7:]))
 	}
 	return 0
+}
+
+// TakesDataOut reports whether the command transfers Data-Out to the
+// device server at all (whatever its length). A transport that gets data
+// for a command that takes none runs it without the data.
+func TakesDataOut(cdb []byte) bool {
+	if len(cdb) == 0 {
+		return false
+	}
+	switch cdb[0] {
+	case opWrite6, opWrite10, opWrite12, opWrite16, opWriteVerify10,
+		opWriteVerify12, opWriteVerify16, opOrWrite, opCompareAndWrite,
+		opVerify10, opVerify12, opVerify16, opWriteSame10, opWriteSame16,
+		opUnmap, opModeSelect6, opModeSelect10:
+		return true
+	}
+	return false
+}
+
+// DataOutMismatch returns the sense for a command that takes Data-Out when
+// the initiator's expected length differs from DataOutLen: INVALID FIELD IN
+// CDB for COMPARE AND WRITE (its NUMBER OF LOGICAL BLOCKS disagrees with
+// the data; a length field of 256 blocks wraps to 0, as LIO reports it),
+// INVALID FIELD IN INFORMATION UNIT (FCP-4, SAM-5) otherwise. The command is
+// not executed.
+func DataOutMismatch(cdb []byte) Sense {
+	if len(cdb) > 0 && cdb[0] == opCompareAndWrite {
+		return SenseInvalidFieldInCDB
+	}
+	return SenseInvalidFieldInIU
 }
 
 // Execute runs one command and fills c.DataIn, c.Status and c.Sense.

@@ -119,7 +119,8 @@ func (lu *LU) deallocate(lba, blocks uint64, anchor bool) error {
 	return op()
 }
 
-// writeSame serves WRITE SAME(10/16):
+// writeSame serves WRITE SAME(10/16). NUMBER OF LOGICAL BLOCKS 0 means
+// "to the end of the medium" (WSNZ=0), within MAXIMUM WRITE SAME LENGTH.
 //
 //	zero payload (or NDOB), UNMAP and ANCHOR -> zeros keeping storage
 //	zero payload, UNMAP, discard=unmap      -> WriteZeroes(MayUnmap)
@@ -134,16 +135,19 @@ func (lu *LU) writeSame(c *Command) {
 	ndob := c.CDB[0] == opWriteSame16 && r.flags&wsFlagNDOB != 0
 	unmap := r.flags&wsFlagUnmap != 0
 	anchor := r.flags&wsFlagAnchor != 0
-	switch {
-	case r.flags&protectMask != 0,
-		anchor && (!unmap || !lu.cfg.Anchor),
-		r.blocks == 0, // WSNZ
-		r.blocks > maxUnmapBlocks:
+	if r.flags&protectMask != 0 || anchor && (!unmap || !lu.cfg.Anchor) {
 		c.fail(SenseInvalidFieldInCDB)
 		return
 	}
 	if !lu.inRange(r.lba, r.blocks) {
 		c.fail(SenseLBAOutOfRange)
+		return
+	}
+	if r.blocks == 0 { // WSNZ=0: to the end of the medium
+		r.blocks = lu.blocks - r.lba
+	}
+	if r.blocks > maxUnmapBlocks {
+		c.fail(SenseInvalidFieldInCDB)
 		return
 	}
 	var pattern []byte

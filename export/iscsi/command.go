@@ -52,10 +52,14 @@ func (s *session) scsiCommand(p *pdu) error {
 		return protoErr("%d bytes of immediate data (EDTL %d, FirstBurstLength %d)", imm, t.edtl, s.params.firstBurst)
 	}
 	t.expected = s.target.LUNs.DataOutLen(t.lun, t.cdb[:])
+	if !scsi.TakesDataOut(t.cdb[:]) || s.target.LUNs.LU(t.lun) == nil {
+		t.expected = 0
+	}
 	if t.expected == 0 || t.expected > maxCollect || t.expected != int64(t.edtl) {
 		// Nothing to collect, or the initiator's expectation differs from
 		// the CDB's: the command runs (or fails) without Data-Out, and
 		// unsolicited data for it is dropped on arrival.
+		t.mismatch = scsi.TakesDataOut(t.cdb[:]) && t.expected != int64(t.edtl) && s.target.LUNs.LU(t.lun) != nil
 		s.execute(t)
 		return nil
 	}
@@ -148,8 +152,8 @@ func (s *session) run(t *task) {
 	c := &scsi.Command{CDB: t.cdb[:]}
 	luns := s.target.LUNs
 	switch {
-	case t.write && t.expected > 0 && t.expected != int64(t.edtl):
-		c.Fail(scsi.SenseInvalidFieldInIU)
+	case t.mismatch:
+		c.Fail(scsi.DataOutMismatch(t.cdb[:]))
 	case t.buf != nil:
 		c.DataOut = (*t.buf)[:t.expected]
 		luns.Execute(t.lun, c)

@@ -19,7 +19,7 @@ const cmdWindow = 64
 
 // maxCollect bounds the Data-Out one command may collect in memory; larger
 // transfers are refused by the SCSI layer's MAXIMUM TRANSFER LENGTH anyway.
-const maxCollect = 64 << 20
+const maxCollect = 32 << 20
 
 // session is one connection, which is one session at ERL 0.
 type session struct {
@@ -69,6 +69,7 @@ type task struct {
 	read     bool
 	write    bool
 	expected int64 // Data-Out length the CDB asks for
+	mismatch bool  // the initiator's EDTL differs from expected
 	buf      *[]byte
 	received int64
 	seqEnd   int64 // end of the current unsolicited burst or R2T
