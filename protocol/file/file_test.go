@@ -337,6 +337,10 @@ func TestRandomAgainstModel(t *testing.T) {
 			const size = 4<<20 + 1000
 			n, _ := newFile(t, size, Options{Discard: true, Direct: direct})
 			model := make([]byte, size)
+			pool := make([]byte, 1<<20)
+			for j := range pool {
+				pool[j] = byte(rng.IntN(256))
+			}
 			for i := 0; i < 400; i++ {
 				off := rng.Int64N(size)
 				if rng.IntN(2) == 0 {
@@ -348,10 +352,9 @@ func TestRandomAgainstModel(t *testing.T) {
 				}
 				switch rng.IntN(5) {
 				case 0, 1:
-					p := make([]byte, length+1)[1:] // often misaligned in memory
-					for j := range p {
-						p[j] = byte(rng.IntN(256))
-					}
+					p := make([]byte, length+1)[1:] // misaligned in memory
+					start := rng.Int64N(int64(len(pool)) - length + 1)
+					copy(p, pool[start:])
 					if err := n.Pwrite(p, off, 0); err != nil {
 						t.Fatal(err)
 					}

@@ -113,7 +113,12 @@ func (n *Node) probe() error {
 	n.size.Store(fi.Size())
 	n.hostBlock = hostBlockSize(fi)
 	if n.opts.Direct {
+		// Align to at least a page: then the only page shared between a
+		// direct request and a buffered one (see rw.go) is the file's
+		// partial tail page, and a direct write cannot race with buffered
+		// writeback of a page it overlaps.
 		n.directAlign, n.directMemAlign = directAlign(n.f)
+		n.directAlign = max(n.directAlign, int64(os.Getpagesize()))
 	}
 	return nil
 }

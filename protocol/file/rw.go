@@ -37,6 +37,18 @@ func memAligned(p []byte, align int64) bool {
 	return len(p) == 0 || uintptr(unsafe.Pointer(&p[0]))%uintptr(align) == 0
 }
 
+// Buffered requests on a Direct node. Requests that O_DIRECT cannot serve
+// (unaligned offset or length, the unaligned tail of a file) go through the
+// second descriptor, without O_DIRECT. They are coherent with direct ones
+// (the kernel writes back and drops cached pages around direct I/O) as long
+// as a buffered write and a direct write never touch the same page at the
+// same time. For regular files directAlign is at least a page, so only
+// requests overlapping each other's pages, which the Driver contract does
+// not allow in parallel, can collide. Block devices with 512-byte blocks
+// share pages between neighbouring blocks: callers that issue unaligned
+// requests in parallel with aligned ones there should use block.Align,
+// which turns them into aligned direct requests.
+
 // directOK reports whether a request of length bytes at off can use O_DIRECT:
 // off aligned, and length aligned or ending at the end of the node (the
 // tail block of a file whose size is not aligned, read only).

@@ -46,6 +46,12 @@ func TestRandomAgainstModel(t *testing.T) {
 	const size = 20*ChunkSize + 1234
 	m := New(size)
 	model := make([]byte, size)
+	// pool holds random non-zero bytes; writes copy slices of it (filling
+	// each buffer byte by byte is slow under the race detector).
+	pool := make([]byte, 5*ChunkSize)
+	for j := range pool {
+		pool[j] = byte(rng.IntN(255) + 1)
+	}
 	// state is the expected status of each chunk, by the rules in doc.go.
 	state := map[int64]block.Status{}
 	randRange := func() (int64, int64) {
@@ -85,10 +91,8 @@ func TestRandomAgainstModel(t *testing.T) {
 		off, n := randRange()
 		switch rng.IntN(5) {
 		case 0, 1:
-			p := make([]byte, n)
-			for j := range p {
-				p[j] = byte(rng.IntN(255) + 1)
-			}
+			start := rng.Int64N(int64(len(pool)) - n + 1)
+			p := pool[start : start+n]
 			if err := m.Pwrite(p, off, 0); err != nil {
 				t.Fatal(err)
 			}
