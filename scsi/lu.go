@@ -248,6 +248,24 @@ func TakesDataOut(cdb []byte) bool {
 	return false
 }
 
+// Truncatable reports whether a command may run with less Data-Out than
+// its CDB asks for, when the initiator expected to send less: WRITE and
+// WRITE AND VERIFY write the whole blocks that arrived (SAM-5 5.4.3,
+// FCP-4's overflow rule), and a transport collects at most the initiator's
+// expected length for them. Other commands with a length mismatch are
+// refused with DataOutMismatch.
+func Truncatable(cdb []byte) bool {
+	if len(cdb) == 0 {
+		return false
+	}
+	switch cdb[0] {
+	case opWrite6, opWrite10, opWrite12, opWrite16,
+		opWriteVerify10, opWriteVerify12, opWriteVerify16:
+		return true
+	}
+	return false
+}
+
 // DataOutMismatch returns the sense for a command that takes Data-Out when
 // the initiator's expected length differs from DataOutLen: INVALID FIELD IN
 // CDB for COMPARE AND WRITE (its NUMBER OF LOGICAL BLOCKS disagrees with
@@ -262,7 +280,8 @@ func DataOutMismatch(cdb []byte) Sense {
 }
 
 // Execute runs one command and fills c.DataIn, c.Status and c.Sense.
-// c.DataOut must hold the Data-Out the initiator sent (DataOutLen bytes).
+// c.DataOut must hold the Data-Out the initiator sent: DataOutLen bytes,
+// or fewer for a Truncatable command whose initiator expected to send less.
 // DataIn may be longer than the initiator's allocation: the transport
 // truncates it and reports the residual. Call c.Release when DataIn has
 // been sent.

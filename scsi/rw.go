@@ -80,11 +80,15 @@ func (lu *LU) write(c *Command) {
 	if !lu.checkRW(c, r, lu.maxXfer) || r.blocks == 0 {
 		return
 	}
-	off, n := lu.byteRange(r.lba, r.blocks)
-	data, ok := dataOut(c, n)
-	if !ok {
+	// A transport may give less Data-Out than the CDB asks for when the
+	// initiator expected to send less (SAM-5 overflow): the whole blocks
+	// that arrived are written, and nothing beyond them.
+	r.blocks = min(r.blocks, uint64(len(c.DataOut))>>lu.blockShift)
+	if r.blocks == 0 {
 		return
 	}
+	off, n := lu.byteRange(r.lba, r.blocks)
+	data := c.DataOut[:n]
 	flags := writeFlags(r)
 	switch c.CDB[0] {
 	case opWriteVerify10, opWriteVerify12, opWriteVerify16:

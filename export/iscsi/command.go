@@ -53,24 +53,36 @@ func (s *session) scsiCommand(p *pdu) error {
 	}
 	t.expected = s.target.LUNs.DataOutLen(t.lun, t.cdb[:])
 	if !scsi.TakesDataOut(t.cdb[:]) || s.target.LUNs.LU(t.lun) == nil {
-		t.expected = 0
-	}
-	if t.expected == 0 || t.expected > maxCollect || t.expected != int64(t.edtl) {
-		// Nothing to collect, or the initiator's expectation differs from
-		// the CDB's: the command runs (or fails) without Data-Out, and
+		// No Data-Out to collect: the command runs without it, and
 		// unsolicited data for it is dropped on arrival.
-		t.mismatch = scsi.TakesDataOut(t.cdb[:]) && t.expected != int64(t.edtl) && s.target.LUNs.LU(t.lun) != nil
+		t.expected = 0
 		s.execute(t)
 		return nil
 	}
-	t.buf = scsi.GetBuffer(int(t.expected))
-	copy(*t.buf, p.data)
+	t.collect = t.expected
+	if t.expected != int64(t.edtl) {
+		if !scsi.Truncatable(t.cdb[:]) {
+			t.mismatch = true
+			s.execute(t)
+			return nil
+		}
+		// Only the data both sides agree on is collected and written.
+		t.collect = min(t.expected, int64(t.edtl))
+	}
+	if t.collect == 0 || t.collect > maxCollect {
+		// Larger than any transfer the LU accepts: it fails the command
+		// on its length before looking at the data.
+		s.execute(t)
+		return nil
+	}
+	t.buf = scsi.GetBuffer(int(t.collect))
+	copy(*t.buf, p.data[:min(int64(imm), t.collect)])
 	t.received = int64(imm)
 	t.seqEnd = t.received
 	if !s.params.initialR2T {
-		t.seqEnd = min(int64(s.params.firstBurst), t.expected)
+		t.seqEnd = min(int64(s.params.firstBurst), int64(t.edtl))
 	}
-	if t.received == t.expected {
+	if t.received >= t.collect {
 		s.execute(t)
 		return nil
 	}
@@ -83,7 +95,7 @@ func (s *session) scsiCommand(p *pdu) error {
 
 // sendR2T solicits the next burst of a write task.
 func (s *session) sendR2T(t *task) {
-	n := min(int64(s.params.maxBurst), t.expected-t.received)
+	n := min(int64(s.params.maxBurst), t.collect-t.received)
 	t.ttt = s.nextTTT
 	s.nextTTT++
 	if s.nextTTT == reservedTag {
@@ -121,9 +133,11 @@ func (s *session) dataOut(p *pdu) error {
 	case n > t.seqEnd-t.received:
 		return protoErr("Data-Out of %d bytes beyond the burst ending at %d", n, t.seqEnd)
 	}
-	copy((*t.buf)[offset:], p.data)
+	if offset < t.collect {
+		copy((*t.buf)[offset:t.collect], p.data)
+	}
 	t.received += n
-	if t.received == t.expected {
+	if t.received >= t.collect {
 		delete(s.pending, t.itt)
 		s.execute(t)
 		return nil
@@ -155,7 +169,7 @@ func (s *session) run(t *task) {
 	case t.mismatch:
 		c.Fail(scsi.DataOutMismatch(t.cdb[:]))
 	case t.buf != nil:
-		c.DataOut = (*t.buf)[:t.expected]
+		c.DataOut = (*t.buf)[:t.collect]
 		luns.Execute(t.lun, c)
 	default:
 		luns.Execute(t.lun, c)

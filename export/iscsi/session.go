@@ -69,7 +69,8 @@ type task struct {
 	read     bool
 	write    bool
 	expected int64 // Data-Out length the CDB asks for
-	mismatch bool  // the initiator's EDTL differs from expected
+	collect  int64 // Data-Out bytes kept: min(expected, EDTL)
+	mismatch bool  // EDTL differs from expected and the command cannot be truncated
 	buf      *[]byte
 	received int64
 	seqEnd   int64 // end of the current unsolicited burst or R2T
