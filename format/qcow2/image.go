@@ -362,11 +362,14 @@ func (img *Image) Caps() block.Caps {
 	v3 := img.hdr.Version >= 3
 	native := w && (v3 || img.backing == nil)
 	return block.Caps{
-		Write:         w,
-		Flush:         true,
-		FUA:           false,
-		Discard:       native,
-		DiscardZeroes: native,
+		Write:   w,
+		Flush:   true,
+		FUA:     false,
+		Discard: native,
+		// Whole discarded clusters read as zeros, but a partial cluster
+		// is left as it is (discard is a hint), so the range as a whole
+		// does not.
+		DiscardZeroes: false,
 		WriteZeroes:   native,
 		FastZero:      native,
 		ZeroUnmap:     native,
