@@ -22,10 +22,12 @@ func TestRangeLocks(t *testing.T) {
 	}
 	// Overlapping: waits for the holder.
 	got := make(chan struct{})
+	released := make(chan struct{})
 	go func() {
 		u := l.lock(4000, 4100)
 		close(got)
 		u()
+		close(released)
 	}()
 	select {
 	case <-got:
@@ -38,6 +40,9 @@ func TestRangeLocks(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiter did not get the lock after unlock")
 	}
+	<-released
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if len(l.held) != 0 {
 		t.Fatalf("%d ranges still held", len(l.held))
 	}

@@ -1,6 +1,7 @@
 package blocktest
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -79,13 +80,25 @@ func (r *runner) fill(p []byte) string {
 		}
 		return "sparse"
 	default:
-		for i := 0; i < len(p); i += 8 {
-			v := r.rng.Uint64()
-			for j := 0; j < 8 && i+j < len(p); j++ {
-				p[i+j] = byte(v >> (8 * j))
-			}
+		i := 0
+		for ; i+8 <= len(p); i += 8 {
+			binary.LittleEndian.PutUint64(p[i:], r.rng.Uint64())
+		}
+		for ; i < len(p); i++ {
+			p[i] = byte(r.rng.Uint32())
 		}
 		return "random"
+	}
+}
+
+// memset sets every byte of p to b.
+func memset(p []byte, b byte) {
+	if len(p) == 0 {
+		return
+	}
+	p[0] = b
+	for i := 1; i < len(p); i *= 2 {
+		copy(p[i:], p[:i])
 	}
 }
 
@@ -107,18 +120,16 @@ func (r *runner) opPwrite() error {
 		}
 		r.c.m.write(p, off)
 		// The caller owns the buffer: a node that kept it would now change.
-		for i := range p {
-			p[i] = 0xEE
-		}
-		return r.maybeReadBack(off, n)
+		memset(p, 0xEE)
+		return r.maybeReadBack(off, n, 2)
 	})
 }
 
-// maybeReadBack reads back, now and then, a range just written with some
-// bytes either side, so that a lost or misplaced update is caught before a
-// later request hides it.
-func (r *runner) maybeReadBack(off, n int64) error {
-	if r.rng.IntN(3) != 0 {
+// maybeReadBack reads back, one time in oneIn, a range just written with
+// some bytes either side, so that a lost or misplaced update is caught
+// before a later request hides it.
+func (r *runner) maybeReadBack(off, n int64, oneIn int) error {
+	if r.rng.IntN(oneIn) != 0 {
 		return nil
 	}
 	margin := 2 * max64(r.c.align, 512)
@@ -131,9 +142,7 @@ func (r *runner) opPread() error {
 	off, n := r.pickRange(r.c.maxRW)
 	return r.do(fmt.Sprintf("pread %d+%d", off, n), func() error {
 		p := r.scratch(n)
-		for i := range p {
-			p[i] = 0xA5 // a read that does not fill p shows up
-		}
+		memset(p, 0xA5) // a read that does not fill p shows up
 		if err := r.c.d.Pread(p, off); err != nil {
 			return err
 		}
@@ -174,7 +183,7 @@ func (r *runner) opWriteZeroes() error {
 			return err
 		}
 		r.c.m.zero(off, n)
-		return r.maybeReadBack(off, n)
+		return r.maybeReadBack(off, n, 3)
 	})
 }
 
@@ -194,7 +203,7 @@ func (r *runner) opDiscard() error {
 		default:
 			r.c.m.maybeZero(off, n)
 		}
-		return r.maybeReadBack(off, n)
+		return r.maybeReadBack(off, n, 3)
 	})
 }
 
@@ -255,18 +264,18 @@ func (r *runner) verifyRange(off, n int64) error {
 func (r *runner) opOutOfRange() error {
 	size, a := r.c.size, r.c.align
 	var off, n int64
-	switch r.rng.IntN(5) {
+	switch r.rng.IntN(6) {
 	case 0: // past the end
 		off, n = size+(a-size%a)%a+a*r.rng.Int64N(4), a
-	case 1: // straddling the end
+	case 1, 2: // straddling the end (the most likely to leave damage)
 		n = a * (2 + r.rng.Int64N(4))
 		off = max(size-size%a-a, 0)
 		if off+n <= size {
 			n = size - off + a
 		}
-	case 2: // negative offset
+	case 3: // negative offset
 		off, n = -a, 2*a
-	case 3: // overflowing offset+length
+	case 4: // overflowing offset+length
 		off, n = size-size%a, math.MaxInt64-a+1
 	default: // far away
 		off, n = math.MaxInt64-math.MaxInt64%a, a
@@ -284,9 +293,7 @@ func (r *runner) opOutOfRange() error {
 			err = r.c.d.Pread(make([]byte, n), off)
 		case "pwrite":
 			p := make([]byte, n)
-			for i := range p {
-				p[i] = 0x5A
-			}
+			memset(p, 0x5A)
 			err = r.c.d.Pwrite(p, off, 0)
 		case "write-zeroes":
 			err = r.c.d.WriteZeroes(off, n, block.MayUnmap)
