@@ -69,6 +69,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) stop() {
 	c.stopped.Store(true)
 	c.raw.SetReadDeadline(time.Now())
+	// A client that stopped reading its replies must not hold shutdown.
+	c.raw.SetWriteDeadline(time.Now().Add(10 * time.Second))
 }
 
 func (c *conn) stopping() bool { return c.stopped.Load() }
