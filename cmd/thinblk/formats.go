@@ -4,5 +4,6 @@ package main
 // blank imports below are what makes a format available to thinblk. Add one
 // line per format package.
 import (
+	_ "github.com/thinblk/thinblk/format/qcow2"
 	_ "github.com/thinblk/thinblk/format/raw"
 )
