@@ -225,6 +225,11 @@ func bugs() []bug {
 				return f.WriteZeroes(off, n, flags)
 			}}
 		}},
+		{"claims ZeroUnmap but keeps zeroed granules allocated", full, func(f *blocktest.Fake) block.Driver {
+			return &broken{Fake: f, writeZeroes: func(off, n int64, flags block.Flags) error {
+				return f.WriteZeroes(off, n, flags&^block.MayUnmap)
+			}}
+		}},
 		{"NoFallback writes zeros although FastZero is false", slowZero, func(f *blocktest.Fake) block.Driver {
 			return &broken{Fake: f, writeZeroes: func(off, n int64, flags block.Flags) error {
 				return f.WriteZeroes(off, n, flags&^block.NoFallback)

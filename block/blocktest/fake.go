@@ -29,7 +29,8 @@ type FakeOptions struct {
 	Caps block.Caps
 	// Limits are advertised and enforced: unaligned Pread/Pwrite (except a
 	// range ending at Size) and requests over MaxTransfer, MaxDiscard or
-	// MaxWriteZeroes fail with ErrInvalid.
+	// MaxWriteZeroes fail with ErrInvalid. A DiscardGranularity of 0 is
+	// advertised as Granule.
 	Limits block.Limits
 	// Backing, when set, makes the fake an overlay: unallocated granules
 	// read from it (zeros past its size) and BlockStatus reports them as
@@ -71,6 +72,9 @@ const (
 func NewFake(o FakeOptions) *Fake {
 	if o.Granule <= 0 {
 		o.Granule = 4096
+	}
+	if o.Limits.DiscardGranularity == 0 {
+		o.Limits.DiscardGranularity = o.Granule
 	}
 	n := (o.Size + o.Granule - 1) / o.Granule
 	return &Fake{o: o, data: make([]byte, o.Size), state: make([]granuleState, n)}

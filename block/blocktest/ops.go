@@ -183,8 +183,45 @@ func (r *runner) opWriteZeroes() error {
 			return err
 		}
 		r.c.m.zero(off, n)
+		if flags.Has(block.MayUnmap) {
+			if err := r.checkDeallocated(off, n); err != nil {
+				return err
+			}
+		}
 		return r.maybeReadBack(off, n, 3)
 	})
+}
+
+// checkDeallocated checks the promise of Caps().ZeroUnmap after a
+// successful WriteZeroes with MayUnmap: the whole discard granules inside
+// the range are deallocated, so BlockStatus reports them Zero (or, on a
+// node without backing, unallocated) and never Allocated. Wherever the
+// node's granules start, [off+g, off+n-g) lies inside whole granules, so
+// that is what is checked (g = Limits().DiscardGranularity). It checks
+// nothing when the node does not promise it, does not report status, or
+// does not say its granularity.
+func (r *runner) checkDeallocated(off, n int64) error {
+	g := r.c.lim.DiscardGranularity
+	if !r.c.caps.ZeroUnmap || !r.c.caps.BlockStatus || g <= 0 {
+		return nil
+	}
+	start, end := off+g, off+n-g
+	for cur := start; cur < end; {
+		e, err := r.c.d.BlockStatus(cur, end-cur)
+		if err != nil {
+			return fmt.Errorf("BlockStatus(%d, %d) after write-zeroes with MayUnmap: %w", cur, end-cur, err)
+		}
+		if err := r.checkExtent(e, cur, end-cur); err != nil {
+			return fmt.Errorf("BlockStatus(%d, %d) after write-zeroes with MayUnmap: %w", cur, end-cur, err)
+		}
+		zero := e.Status&block.Zero != 0 || (!e.Status.Present() && r.c.backing == nil)
+		if !zero || e.Status&block.Allocated != 0 {
+			return fmt.Errorf("Caps().ZeroUnmap, but after write-zeroes with MayUnmap BlockStatus(%d, %d) says %s for %d+%d (want zero and not allocated)",
+				cur, end-cur, statusString(e.Status), e.Off, e.Len)
+		}
+		cur = e.End()
+	}
+	return nil
 }
 
 func (r *runner) opDiscard() error {
