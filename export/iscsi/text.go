@@ -178,8 +178,12 @@ func (p *params) negotiate(key, value string) (reply string, err error) {
 		if err != nil {
 			return "", err
 		}
-		p.initialR2T = b // OR with our No
-		return boolText(b), nil
+		// OR with our Yes: data beyond the immediate data is always
+		// solicited, so the target paces every write and a task can be
+		// aborted while it waits for its data.
+		_ = b
+		p.initialR2T = true
+		return "Yes", nil
 	case "MaxOutstandingR2T":
 		if _, err := num(1, 65535); err != nil {
 			return "", err
