@@ -132,7 +132,7 @@ func (r *runner) maybeReadBack(off, n int64, oneIn int) error {
 	if r.rng.IntN(oneIn) != 0 {
 		return nil
 	}
-	margin := 2 * max64(r.c.align, 512)
+	margin := 2 * max(r.c.align, 512)
 	start := max(off-margin, r.lo)
 	end := min(off+n+margin, r.hi)
 	return r.verifyRange(start, end-start)
