@@ -62,4 +62,3 @@ func (r *runner) pickRange(maxLen int64) (off, n int64) {
 	}
 	return off, n
 }
-
