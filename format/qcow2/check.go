@@ -48,7 +48,13 @@ type checker struct {
 	// refcount: recorded as (table offset or -1 for the L1, index).
 	l1Fix []int64
 	l2Fix []l2FixEntry
+	// budget bounds the L2 entries a check visits: a hostile image can make
+	// many snapshot L1 tables point at the same L2 tables.
+	budget int64
 }
+
+// checkBudget is the most L2 entries one check visits (16 Mi).
+const checkBudget = 1 << 24
 
 type l2FixEntry struct {
 	table int64
@@ -112,7 +118,7 @@ func (img *Image) checkLocked(mode RepairMode) (*CheckResult, error) {
 	if n > maxCheckClusters {
 		return nil, fmt.Errorf("%w: qcow2: image too large to check (%d clusters)", block.ErrNotSupported, n)
 	}
-	c := &checker{img: img, refs: make([]uint32, n), res: res}
+	c := &checker{img: img, refs: make([]uint32, n), res: res, budget: checkBudget}
 	if err := c.walk(); err != nil {
 		res.CheckErrors++
 		return res, err
@@ -120,11 +126,26 @@ func (img *Image) checkLocked(mode RepairMode) (*CheckResult, error) {
 	// Compare with the stored refcounts.
 	end := max(int64(len(c.refs)), int64(len(img.rt))*img.rbEntries)
 	var leaks, low []int64
+	scanned := map[uint64]bool{}
 	for idx := int64(0); idx < end; idx++ {
 		bi := idx / img.rbEntries
-		if idx >= int64(len(c.refs)) && (bi >= int64(len(img.rt)) || img.rt[bi] == 0) {
-			idx = (bi+1)*img.rbEntries - 1
-			continue
+		if idx >= int64(len(c.refs)) && idx%img.rbEntries == 0 {
+			// Past every referenced cluster: only non-zero entries of
+			// blocks not seen before can be leaks.
+			skip := bi >= int64(len(img.rt)) || img.rt[bi] == 0 || scanned[img.rt[bi]]
+			if !skip {
+				scanned[img.rt[bi]] = true
+				blk, err := img.rbCache.get(int64(img.rt[bi]))
+				if err != nil {
+					res.CheckErrors++
+					return res, err
+				}
+				skip = block.IsZero(blk)
+			}
+			if skip {
+				idx = (bi+1)*img.rbEntries - 1
+				continue
+			}
 		}
 		stored, err := img.refcountLocked(idx)
 		if err != nil {
@@ -241,6 +262,9 @@ func (c *checker) walkL1(off, size int64, active bool) error {
 			continue
 		}
 		c.ref(l2Off, img.clusterSize, "L2 table")
+		if c.budget -= img.l2Entries; c.budget < 0 {
+			return fmt.Errorf("%w: qcow2: too many L2 table references to check", block.ErrNotSupported)
+		}
 		if cached, ok := img.l2Cache.byOffset[l2Off]; ok {
 			copy(tbl, cached.Value.(*cachedTable).data)
 		} else if err := img.file.Pread(tbl, l2Off); err != nil {

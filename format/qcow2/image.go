@@ -289,6 +289,9 @@ func (img *Image) loadTables() error {
 			return corruptf("refcount table entry %d (0x%x) is invalid", i, e)
 		}
 		if e != 0 {
+			if int64(e) >= img.file.Size() {
+				return corruptf("refcount block %d at 0x%x is past end of file", i, e)
+			}
 			img.highWater = max(img.highWater, int64(e>>img.clusterBits)+1)
 		}
 	}

@@ -249,6 +249,13 @@ func (img *Image) discardLocked(vc0, vc1 int64) error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	for vc := vc0; vc < vc1; {
+		l1Index := vc / img.l2Entries
+		if img.backing == nil && (l1Index >= int64(len(img.l1)) || img.l1[l1Index]&entryOffsetMask == 0) {
+			// Nothing allocated under this L1 entry and no backing file:
+			// the clusters already read as zeros.
+			vc = (l1Index + 1) * img.l2Entries
+			continue
+		}
 		ms, err := img.lookupLocked(vc, vc1-vc)
 		if err != nil {
 			return err
