@@ -1,0 +1,43 @@
+// Package copy is thinblk's copy engine: it copies the content of one or
+// more source nodes, laid end to end, into a target node, and serves
+// `convert`, `dd`, `commit` and `rebase` (and later mirror and stream jobs).
+//
+// # What it reads and writes
+//
+// The engine walks each source's status merged down its backing chain
+// ([block.ChainStatus]), optionally stopping at a base node. It never reads
+// a range the status says reads as zeros, and it reads data ranges in
+// requests of about [DefaultRequestSize] bytes, aligned to the target's
+// cluster size. Each data buffer is scanned for zeros at the sparse
+// granularity (Options.SparseSize, default 4 KiB, rounded up to the target's
+// cluster size): zero runs are skipped when the target already reads zeros
+// (Options.TargetIsZero) and become [block.ZeroRange] with MayUnmap
+// otherwise; the rest is written with Pwrite. With [FullyAllocate] nothing is
+// skipped: zeros are written as zero bytes, so the target ends up fully
+// allocated (qemu-img convert -S 0).
+//
+// Ranges unallocated above Source.Base are left alone: the target's backing
+// file provides them. With Options.Backing (the target's backing node) the
+// engine also compares what it would write with what the backing already
+// reads there and writes only the granules that differ.
+//
+// # Compression
+//
+// With Options.Compress the target must implement [Compressor] (qcow2 does):
+// requests are whole clusters and non-zero clusters go through
+// PwriteCompressed.
+//
+// # Concurrency and order
+//
+// Options.Parallel workers (default 8) each own one reusable buffer. Reads
+// always run in parallel. Writes run in the order of target offsets unless
+// Options.OutOfOrder is set (qemu-img convert -W); in-order writes let a
+// format that allocates at the end of its file lay clusters out in guest
+// order.
+//
+// # Failure
+//
+// The first error stops the copy: no new request starts, requests in flight
+// finish, and Run returns that error as a *block.OpError naming the node and
+// the guest offset of the failed request. The target is then partly written.
+package copy

@@ -1,0 +1,169 @@
+package copy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/thinblk/thinblk/block"
+)
+
+// Run copies all of src to dst from offset 0, sparsely. dst must be at
+// least as large as src. See the package documentation for what is read
+// and written, and Options for the knobs. On error the returned Stats count
+// what was done before the copy stopped.
+func Run(ctx context.Context, src, dst block.Driver, o Options) (Stats, error) {
+	return RunSources(ctx, []Source{{Node: src, Len: src.Size(), Base: o.Base, Name: o.SourceName}}, dst, o)
+}
+
+// RunSources copies the sources, laid end to end from target offset 0, to
+// dst (convert SRC... DST, dd skip= count=). Options.Base and SourceName
+// are ignored: each Source carries its own.
+func RunSources(ctx context.Context, srcs []Source, dst block.Driver, o Options) (Stats, error) {
+	var st Stats
+	for _, s := range srcs {
+		if s.Node == nil || s.Off < 0 || s.Len < 0 || s.Len > s.Node.Size()-s.Off {
+			return st, fmt.Errorf("copy from %s: %w: range %d+%d", sourceName(s), block.ErrOutOfRange, s.Off, s.Len)
+		}
+	}
+	s, err := resolve(o, srcs, dst)
+	if err != nil {
+		return st, err
+	}
+	l := newLayout(srcs)
+	if l.total > dst.Size() {
+		return st, &block.OpError{Op: "copy", Node: s.targetName, Off: 0, Len: l.total,
+			Err: fmt.Errorf("%w: the target (%d bytes) is smaller than the source (%d bytes)", block.ErrOutOfRange, dst.Size(), l.total)}
+	}
+	if !dst.Caps().Write && l.total > 0 {
+		return st, &block.OpError{Op: "copy", Node: s.targetName, Err: block.ErrReadOnly}
+	}
+	e := &engine{s: &s, l: l, dst: dst}
+	e.ord.cond = sync.NewCond(&e.ord.mu)
+	return e.run(ctx)
+}
+
+// engine is one running copy.
+type engine struct {
+	s   *settings
+	l   layout
+	dst block.Driver
+
+	stats struct{ read, written, zeroed, skipped atomic.Int64 }
+
+	// ord orders writes (unless OutOfOrder) and records the first error.
+	ord struct {
+		mu   sync.Mutex // guards the fields below
+		cond *sync.Cond // signalled when next or err changes
+		next int64      // seq of the item allowed to write next
+		err  error      // first error; set once
+	}
+
+	progMu sync.Mutex // serializes Progress calls and guards done
+	done   int64
+}
+
+func (e *engine) run(ctx context.Context) (Stats, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	items := make(chan item, e.s.parallel)
+	p := &planner{s: e.s, l: e.l, out: items}
+	var wg sync.WaitGroup
+	for range e.s.parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.worker(ctx, cancel, items)
+		}()
+	}
+	if err := p.run(ctx); err != nil {
+		e.fail(err)
+		cancel()
+	}
+	wg.Wait()
+	st := Stats{Read: e.stats.read.Load(), Written: e.stats.written.Load(),
+		Zeroed: e.stats.zeroed.Load(), Skipped: e.stats.skipped.Load()}
+	e.ord.mu.Lock()
+	err := e.ord.err
+	e.ord.mu.Unlock()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err == nil && e.s.Progress != nil && e.l.total == 0 {
+		e.s.Progress(0, 0)
+	}
+	return st, err
+}
+
+// fail records err if it is the first error and wakes waiting writers.
+func (e *engine) fail(err error) {
+	e.ord.mu.Lock()
+	if e.ord.err == nil {
+		e.ord.err = err
+	}
+	e.ord.cond.Broadcast()
+	e.ord.mu.Unlock()
+}
+
+// turn waits until item seq may write. It returns false when the copy
+// failed meanwhile.
+func (e *engine) turn(seq int64) bool {
+	e.ord.mu.Lock()
+	defer e.ord.mu.Unlock()
+	for e.ord.err == nil && e.ord.next != seq {
+		e.ord.cond.Wait()
+	}
+	return e.ord.err == nil
+}
+
+// finish passes the turn to the next item. Every item calls it once, after
+// its turn came (in-order mode), or after the copy failed.
+func (e *engine) finish(seq int64) {
+	e.ord.mu.Lock()
+	if e.ord.next == seq {
+		e.ord.next++
+	}
+	e.ord.cond.Broadcast()
+	e.ord.mu.Unlock()
+}
+
+func (e *engine) progress(n int64) {
+	if e.s.Progress == nil {
+		return
+	}
+	e.progMu.Lock()
+	e.done += n
+	e.s.Progress(e.done, e.l.total)
+	e.progMu.Unlock()
+}
+
+// worker runs items until the channel closes or the copy fails. Each worker
+// owns its buffers for the whole copy.
+func (e *engine) worker(ctx context.Context, cancel context.CancelFunc, items <-chan item) {
+	w := &worker{e: e}
+	for it := range items {
+		if ctx.Err() != nil {
+			e.finish(it.seq)
+			continue
+		}
+		if err := w.do(it); err != nil {
+			e.fail(err)
+			cancel()
+		}
+		e.finish(it.seq)
+		e.progress(it.n)
+	}
+}
+
+// write waits for the item's turn (in-order mode), then runs fn.
+func (e *engine) write(seq int64, fn func() error) error {
+	if !e.s.OutOfOrder && !e.turn(seq) {
+		return errStopped
+	}
+	return fn()
+}
+
+// errStopped ends an item whose turn never came because another failed.
+var errStopped = errors.New("copy stopped")
