@@ -1,0 +1,188 @@
+package tool
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/thinblk/thinblk/format/qcow2"
+	_ "github.com/thinblk/thinblk/format/raw"
+	"github.com/thinblk/thinblk/internal/testutil"
+)
+
+// serveISCSI runs tool.ISCSI in the background on a random port and
+// returns the URL of LUN 0.
+func serveISCSI(t *testing.T, o ISCSIOptions) string {
+	t.Helper()
+	o.Portal = "127.0.0.1:0"
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	ready := make(chan net.Addr, 1)
+	o.Ready = func(a net.Addr) { ready <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- ISCSI(ctx, o) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("ISCSI: %v", err)
+		}
+	})
+	select {
+	case a := <-ready:
+		return fmt.Sprintf("iscsi://%s/%s/0", a, DefaultISCSITarget)
+	case err := <-errc:
+		t.Fatalf("ISCSI: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("iscsi target not ready")
+	}
+	return ""
+}
+
+type mapEntry struct {
+	Start, Length int64
+	Data          bool
+}
+
+// dataRanges merges a qemu-img map JSON listing into the ranges with data.
+func dataRanges(t *testing.T, js []byte) [][2]int64 {
+	t.Helper()
+	var entries []mapEntry
+	if err := json.Unmarshal(js, &entries); err != nil {
+		t.Fatalf("map output: %v\n%s", err, js)
+	}
+	var out [][2]int64
+	for _, e := range entries {
+		if !e.Data {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1][1] == e.Start {
+			out[n-1][1] = e.Start + e.Length
+			continue
+		}
+		out = append(out, [2]int64{e.Start, e.Start + e.Length})
+	}
+	return out
+}
+
+func qemuIO(t *testing.T, url string, cmds ...string) {
+	t.Helper()
+	args := []string{"-f", "raw"}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	out, err := exec.Command("qemu-io", append(args, url)...).CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("failed")) {
+		t.Fatalf("qemu-io %v: %v\n%s", cmds, err, out)
+	}
+}
+
+func allocated(t *testing.T, name string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(name, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+// TestISCSIMapMatchesLocal: qemu-img map through iscsi:// (GET LBA STATUS)
+// shows the same data ranges as thinblk map of the image.
+func TestISCSIMapMatchesLocal(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img")
+	for _, format := range []string{"raw", "qcow2"} {
+		t.Run(format, func(t *testing.T) {
+			dir := t.TempDir()
+			name := filepath.Join(dir, "disk."+format)
+			if out, err := exec.Command("qemu-img", "create", "-q", "-f", format, name, "32M").CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			// Data at 1 MiB and 9 MiB+64k, zeroes elsewhere, a discarded hole.
+			if out, err := exec.Command("qemu-io", "-f", format, "-c", "write -P 0x11 1M 2M", "-c", "write -P 0x22 9M 64k",
+				"-c", "write -P 0x33 20M 4M", "-c", "discard 21M 1M", name).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			var local bytes.Buffer
+			if err := Map(&local, name, MapOptions{Format: format, Output: "json", MaxLength: -1}); err != nil {
+				t.Fatal(err)
+			}
+			url := serveISCSI(t, ISCSIOptions{LUNs: []string{format + ":" + name}, Discard: "unmap", BlockSize: 4096, ReadOnly: true})
+			remote, err := exec.Command("qemu-img", "map", "--output=json", "-f", "raw", url).Output()
+			if err != nil {
+				t.Fatalf("qemu-img map %s: %v", url, err)
+			}
+			l, r := dataRanges(t, local.Bytes()), dataRanges(t, remote)
+			if fmt.Sprint(l) != fmt.Sprint(r) || len(l) == 0 {
+				t.Fatalf("data ranges differ:\nthinblk map: %v\niscsi:       %v", l, r)
+			}
+		})
+	}
+}
+
+// TestISCSIReclaim: qemu-io write -z -u and discard through iscsi:// free
+// space in the image with --discard=unmap, and do not with the default
+// --discard=ignore (where the data still reads as zeros after write -z
+// and discard, because LBPRZ=1 is kept by writing zeros).
+func TestISCSIReclaim(t *testing.T) {
+	testutil.NeedTool(t, "qemu-io")
+	for _, mode := range []string{"unmap", "ignore"} {
+		t.Run(mode, func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), "disk.raw")
+			if err := os.WriteFile(name, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(name, 16<<20); err != nil {
+				t.Fatal(err)
+			}
+			// QEMU sends WRITE SAME with UNMAP for write -z -u only when
+			// the LUN promises zeros (LBPRZ=1).
+			url := serveISCSI(t, ISCSIOptions{LUNs: []string{"raw:" + name}, Discard: mode, LBPRZ: true})
+			qemuIO(t, url, "write -P 0xab 0 8M")
+			full := allocated(t, name)
+			if full < 8<<20 {
+				t.Fatalf("after writing 8 MiB only %d bytes are allocated", full)
+			}
+			qemuIO(t, url, "write -z -u 0 2M", "discard 2M 2M", "read -P 0 0 4M", "read -P 0xab 4M 4M")
+			after := allocated(t, name)
+			switch mode {
+			case "unmap":
+				if after > full-(4<<20)+(64<<10) {
+					t.Fatalf("write -z -u and discard freed %d of 4 MiB", full-after)
+				}
+			case "ignore":
+				if after < full-(2<<20) {
+					t.Fatalf("discard=ignore freed %d bytes", full-after)
+				}
+			}
+		})
+	}
+}
+
+// TestISCSIOptionErrors: option combinations that cannot work are refused
+// before anything is served.
+func TestISCSIOptionErrors(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "disk.raw")
+	os.WriteFile(name, make([]byte, 1<<20), 0o644)
+	for _, o := range []ISCSIOptions{
+		{},
+		{LUNs: []string{name}, Discard: "sometimes"},
+		{LUNs: []string{name}, CHAPUser: "u"},
+		{LUNs: []string{name}, MutualUser: "m", MutualSecret: "s"},
+		{LUNs: []string{name}, BlockSize: 1000},
+		{LUNs: []string{filepath.Join(t.TempDir(), "missing")}},
+		{LUNs: []string{name}, Target: "not-an-iqn"},
+	} {
+		if err := ISCSI(context.Background(), o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
