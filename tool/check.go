@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/format/qcow2"
 	"github.com/thinblk/thinblk/image"
 )
@@ -44,7 +45,7 @@ func Check(w io.Writer, name string, o CheckOptions) error {
 		return &ExitError{Code: 1, Err: err}
 	}
 	defer d.Close()
-	img, ok := d.(*qcow2.Image)
+	img, ok := block.As[*qcow2.Image](d)
 	if !ok {
 		info, _ := d.Info()
 		return &ExitError{Code: 63, Err: fmt.Errorf("check: %s: this image format (%s) does not support checks", name, info.Format)}

@@ -391,19 +391,54 @@ func (img *Image) Limits() block.Limits {
 	}
 }
 
-// Specific is the qcow2 part of Info, for `info` output.
+// Specific is the qcow2 part of Info, for `info` output (the JSON names
+// are qemu-img info's "format-specific" data).
 type Specific struct {
-	Compat          string // "0.10" or "1.1"
-	ClusterSize     int64
-	RefcountBits    int
-	LazyRefcounts   bool
-	ExtendedL2      bool
-	CompressionType string // "zlib" or "zstd"
-	Corrupt         bool
-	Dirty           bool
-	BackingFile     string
-	BackingFormat   string
-	Snapshots       []SnapshotInfo
+	Compat          string         `json:"compat"`
+	CompressionType string         `json:"compression-type"`
+	LazyRefcounts   bool           `json:"lazy-refcounts"`
+	RefcountBits    int            `json:"refcount-bits"`
+	Corrupt         bool           `json:"corrupt"`
+	ExtendedL2      bool           `json:"extended-l2"`
+	ClusterSize     int64          `json:"-"`
+	Dirty           bool           `json:"-"`
+	BackingFile     string         `json:"-"`
+	BackingFormat   string         `json:"-"`
+	Snapshots       []SnapshotInfo `json:"snapshots,omitempty"`
+}
+
+// HumanFields returns qemu-img info's "Format specific information" lines.
+func (s *Specific) HumanFields() [][2]string {
+	f := [][2]string{
+		{"compat", s.Compat},
+		{"compression type", s.CompressionType},
+		{"lazy refcounts", strconv.FormatBool(s.LazyRefcounts)},
+		{"refcount bits", strconv.Itoa(s.RefcountBits)},
+		{"corrupt", strconv.FormatBool(s.Corrupt)},
+		{"extended l2", strconv.FormatBool(s.ExtendedL2)},
+	}
+	for _, sn := range s.Snapshots {
+		f = append(f, [2]string{"snapshot " + sn.ID, fmt.Sprintf("%s (vm state %d bytes, date %d)", sn.Name, sn.VMStateSize, sn.DateSec)})
+	}
+	return f
+}
+
+// ClusterSize returns the cluster size in bytes.
+func (img *Image) ClusterSize() int64 { return img.clusterSize }
+
+// DirtyFlag reports whether the header's dirty bit is set.
+func (img *Image) DirtyFlag() bool {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	return img.hdr.IncompatibleFeatures&IncompatDirty != 0
+}
+
+// BackingFile returns the backing file name and format recorded in the
+// header.
+func (img *Image) BackingFile() (name, format string) {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	return img.hdr.BackingFile, img.hdr.BackingFormat
 }
 
 // Info describes the image.
