@@ -35,9 +35,9 @@ import (
 // that fails leaves earlier parts done, like any failed request.
 //
 // BlockStatus, Flush, Close, Caps and Info pass through. Limits reports
-// RequestAlign 1, and DiscardGranularity / DiscardAlignment of a when d left
-// them 0 (which meant "RequestAlign"). The node implements [Wrapper] and
-// forwards [Backed].
+// RequestAlign 1, and DiscardGranularity / DiscardAlignment of at least a
+// (partial blocks are zeroed by writing, never deallocated). The node
+// implements [Wrapper] and forwards [Backed].
 func Align(d Driver) Driver {
 	a := d.Limits().RequestAlign
 	if a <= 1 {
@@ -71,10 +71,12 @@ func (n *alignNode) BlockStatus(off, length int64) (Extent, error) {
 func (n *alignNode) Limits() Limits {
 	l := n.d.Limits()
 	l.RequestAlign = 1
-	if l.DiscardGranularity == 0 {
+	// Partial blocks are zeroed by writing, so nothing smaller than a block
+	// is ever deallocated through this node.
+	if l.DiscardGranularity < n.align {
 		l.DiscardGranularity = n.align
 	}
-	if l.DiscardAlignment == 0 {
+	if l.DiscardAlignment < n.align {
 		l.DiscardAlignment = n.align
 	}
 	return l

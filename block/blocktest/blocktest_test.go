@@ -2,6 +2,7 @@ package blocktest_test
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
@@ -366,5 +367,17 @@ func TestCheckRejectsBadOptions(t *testing.T) {
 	g := blocktest.NewFake(blocktest.FakeOptions{Size: mib, Caps: bad})
 	if _, err := blocktest.Check(g, blocktest.Options{Seed: 1}, nil); err == nil {
 		t.Fatal("DiscardZeroes without Discard passed")
+	}
+}
+
+// TestTinyNodes: the generators cope with nodes of a few bytes or blocks.
+func TestTinyNodes(t *testing.T) {
+	for _, tc := range []struct{ size, align int64 }{{1, 1}, {7, 1}, {512, 512}, {1536, 512}, {4096 + 100, 4096}, {64 << 10, 1}} {
+		t.Run(fmt.Sprintf("size%d-align%d", tc.size, tc.align), func(t *testing.T) {
+			blocktest.Run(t, func(t *testing.T, size int64) block.Driver {
+				return blocktest.NewFake(blocktest.FakeOptions{Size: size, Caps: blocktest.FullCaps, Granule: 512,
+					Limits: block.Limits{RequestAlign: tc.align}})
+			}, blocktest.Options{Size: tc.size, Ops: 200, Concurrent: true, Reopen: reopenFake})
+		})
 	}
 }
