@@ -88,3 +88,22 @@ type Policy struct {
 	Discard      DiscardMode
 	DetectZeroes DetectZeroes
 }
+
+// Validate rejects what qemu rejects when a drive is opened:
+// detect-zeroes=unmap without discard=unmap, and values outside the
+// defined modes. Both are ErrInvalid. WithPolicy itself accepts any policy
+// (treating detect-zeroes=unmap without discard=unmap as on); front ends
+// that take the options from users call Validate to fail early, as qemu
+// does.
+func (p Policy) Validate() error {
+	if p.Discard != DiscardIgnore && p.Discard != DiscardUnmap {
+		return fmt.Errorf("%w: %v", ErrInvalid, p.Discard)
+	}
+	if p.DetectZeroes < DetectZeroesOff || p.DetectZeroes > DetectZeroesUnmap {
+		return fmt.Errorf("%w: %v", ErrInvalid, p.DetectZeroes)
+	}
+	if p.DetectZeroes == DetectZeroesUnmap && p.Discard != DiscardUnmap {
+		return fmt.Errorf("%w: detect-zeroes=unmap needs discard=unmap", ErrInvalid)
+	}
+	return nil
+}

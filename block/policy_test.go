@@ -175,3 +175,22 @@ func TestDetectZeroesFallsBack(t *testing.T) {
 		t.Fatalf("node saw %+v, want the zeros written with FUA", reqs)
 	}
 }
+
+func TestPolicyValidate(t *testing.T) {
+	for _, tc := range []struct {
+		p  block.Policy
+		ok bool
+	}{
+		{block.Policy{}, true},
+		{block.Policy{Discard: block.DiscardUnmap, DetectZeroes: block.DetectZeroesUnmap}, true},
+		{block.Policy{Discard: block.DiscardIgnore, DetectZeroes: block.DetectZeroesOn}, true},
+		{block.Policy{Discard: block.DiscardIgnore, DetectZeroes: block.DetectZeroesUnmap}, false},
+		{block.Policy{Discard: 7}, false},
+		{block.Policy{DetectZeroes: -1}, false},
+	} {
+		err := tc.p.Validate()
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, block.ErrInvalid)) {
+			t.Errorf("%+v.Validate() = %v, want ok=%v", tc.p, err, tc.ok)
+		}
+	}
+}
