@@ -31,9 +31,10 @@ type checker struct {
 // final full compare and block-status walk over the whole node. logf gets
 // the seed and progress lines (t.Logf in tests).
 //
-// It returns the node in use at the end (d, or what Reopen returned), which
-// the caller closes, and nil or a *Failure describing the first broken
-// promise. Check does not close d except through Reopen.
+// It returns the node in use at the end (d, or what Reopen returned; nil
+// when Reopen failed), which the caller closes, and nil or a *Failure
+// describing the first broken promise. Check does not close d except
+// through Reopen.
 func Check(d block.Driver, o Options, logf func(format string, args ...any)) (block.Driver, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -66,13 +67,16 @@ func Check(d block.Driver, o Options, logf func(format string, args ...any)) (bl
 		}
 		nd, err := o.Reopen(c.d)
 		if err != nil {
-			return c.d, r.fail("reopen", err)
+			return nil, r.fail("reopen", err)
 		}
 		c.d = nd
 		if nd.Size() != c.size {
 			return c.d, r.fail("reopen", fmt.Errorf("size %d after reopen, was %d", nd.Size(), c.size))
 		}
 		c.backing = block.BackingOf(nd)
+		if err := r.do("info after reopen", c.checkInfo); err != nil {
+			return c.d, err
+		}
 		if err := r.do("compare all", r.opCompareAll); err != nil {
 			return c.d, err
 		}
