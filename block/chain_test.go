@@ -2,30 +2,12 @@ package block_test
 
 import (
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/block/blocktest"
+	"github.com/thinblk/thinblk/internal/testutil"
 )
-
-// testSeed returns THINBLK_SEED or the time, and logs it.
-// TODO: use internal/testutil.Seed once block's tests may depend on it.
-func testSeed(t *testing.T) int64 {
-	t.Helper()
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("THINBLK_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("THINBLK_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay with THINBLK_SEED=%d)", seed, seed)
-	return seed
-}
 
 // chainAt is the reference answer for one byte: the depth of the first
 // node in chain (top first) that describes it, and that node's status bits;
@@ -78,7 +60,7 @@ func scramble(t *testing.T, rng *rand.Rand, d block.Driver) {
 // chain of three fakes of different sizes, also through wrappers and with a
 // base that stops the walk.
 func TestChainStatus(t *testing.T) {
-	rng := rand.New(rand.NewPCG(uint64(testSeed(t)), 2))
+	rng := rand.New(rand.NewPCG(uint64(testutil.Seed(t)), 2))
 	const g = 4096
 	base := blocktest.NewFake(blocktest.FakeOptions{Size: 96 * g, Caps: blocktest.FullCaps})
 	mid := blocktest.NewFake(blocktest.FakeOptions{Size: 128 * g, Caps: blocktest.FullCaps, Backing: base})
@@ -128,7 +110,7 @@ func TestChainStatus(t *testing.T) {
 // TestChainStatusReadsAgree: what ChainStatus calls zero reads as zeros
 // through the top node, and data found at depth k equals that node's bytes.
 func TestChainStatusReadsAgree(t *testing.T) {
-	rng := rand.New(rand.NewPCG(uint64(testSeed(t)), 3))
+	rng := rand.New(rand.NewPCG(uint64(testutil.Seed(t)), 3))
 	const g = 4096
 	base := blocktest.NewFake(blocktest.FakeOptions{Size: 64 * g, Caps: blocktest.FullCaps})
 	top := blocktest.NewFake(blocktest.FakeOptions{Size: 96 * g, Caps: blocktest.FullCaps, Backing: base})
