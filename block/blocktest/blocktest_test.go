@@ -10,6 +10,7 @@ import (
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/block/blocktest"
+	"github.com/thinblk/thinblk/internal/testutil"
 )
 
 const mib = 1 << 20
@@ -68,8 +69,7 @@ func TestReadOnlyFake(t *testing.T) {
 // TestOverlayFake runs the suite on an overlay whose backing node holds
 // random data and is shorter than the overlay.
 func TestOverlayFake(t *testing.T) {
-	seed := rand.Int64()
-	t.Logf("backing content seed %d", seed)
+	seed := testutil.Seed(t)
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
 	backing := blocktest.NewFake(blocktest.FakeOptions{Size: 3 * mib, Caps: blocktest.FullCaps})
 	content := make([]byte, 3*mib)
