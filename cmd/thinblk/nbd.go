@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -48,12 +50,13 @@ nothing. --discard=unmap passes it to the image.`,
 			if verbose {
 				level = slog.LevelDebug
 			}
-			o.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			logOut := &switchWriter{w: c.ErrOrStderr()}
+			o.Logger = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 			if fork && os.Getenv(readyFDEnv) == "" {
 				return forkAndWait()
 			}
 			if fd := os.Getenv(readyFDEnv); fd != "" {
-				o.Ready = readyNotifier(fd)
+				o.Ready = readyNotifier(fd, logOut)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -119,9 +122,11 @@ func forkAndWait() error {
 	return fmt.Errorf("server exited before listening")
 }
 
-// readyNotifier returns a Ready callback writing one byte to the inherited
-// pipe and closing it.
-func readyNotifier(fd string) func(net.Addr) {
+// readyNotifier returns a Ready callback for a --fork child: it writes one
+// byte to the inherited pipe and, like qemu-nbd, lets go of the parent's
+// stdout and stderr (logging stops), so that whoever waits for the
+// parent's output is not held by the daemon.
+func readyNotifier(fd string, log *switchWriter) func(net.Addr) {
 	return func(net.Addr) {
 		var n int
 		fmt.Sscan(fd, &n)
@@ -131,5 +136,26 @@ func readyNotifier(fd string) func(net.Addr) {
 			f.Close()
 		}
 		os.Unsetenv(readyFDEnv)
+		log.set(io.Discard)
+		os.Stdout.Close()
+		os.Stderr.Close()
 	}
+}
+
+// switchWriter is an io.Writer whose target can change while in use.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *switchWriter) set(w io.Writer) {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
 }
