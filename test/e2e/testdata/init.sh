@@ -20,7 +20,10 @@
 # drives the disk and prints what its own tools say.
 
 /bin/busybox --install -s /bin
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export PATH=/bin:/usr/sbin
+# The host's programs, by path: Debian's busybox-static shell runs its own
+# applets (mke2fs, fstrim, ...) before looking at PATH.
+H=/usr/sbin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64
 
 mount -t proc proc /proc
@@ -100,12 +103,12 @@ if [ -e /sys/block/$disk/device/provisioning_mode ]; then
 fi
 
 if [ "$scsi" = 1 ]; then
-	run vpd sg_vpd -p lbpv "$sg" || fail "sg_vpd -p lbpv failed"
+	run vpd $H/sg_vpd -p lbpv "$sg" || fail "sg_vpd -p lbpv failed"
 fi
 
 # No discard at mkfs (it would trim the whole disk) and no lazy
 # inode-table init thread writing behind the host's back.
-run mkfs mke2fs -t ext4 -F -q -b 4096 -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 "$dev" ||
+run mkfs $H/mke2fs -t ext4 -F -q -b 4096 -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 "$dev" ||
 	fail "mke2fs failed"
 mount -t ext4 -o nodiscard,noinit_itable "$dev" /mnt || fail "mount failed"
 sync
@@ -113,25 +116,25 @@ step formatted
 
 run write dd if=/dev/urandom of=/mnt/data bs=1M count="$mib" conv=fsync || fail "dd failed"
 sync
-run filefrag filefrag -v /mnt/data
+run filefrag $H/filefrag -v /mnt/data
 # The first extent's physical block (4 KiB) and length, as LBAs.
-ext=$(filefrag -v /mnt/data | awk '$1 == "0:" { p = $4; l = $6; sub(/\.\.$/, "", p); sub(/:$/, "", l); print p, l; exit }')
+ext=$($H/filefrag -v /mnt/data | awk '$1 == "0:" { p = $4; l = $6; sub(/\.\.$/, "", p); sub(/:$/, "", l); print p, l; exit }')
 set -- $ext
 [ -n "$1" ] || fail "filefrag printed no extent"
 lba=$(($1 * 4096 / lbs))
 say "KV lba $lba"
 say "KV extent_bytes $(($2 * 4096))"
 if [ "$scsi" = 1 ]; then
-	run status_written sg_get_lba_status --lba="$lba" "$sg"
+	run status_written $H/sg_get_lba_status --lba="$lba" "$sg"
 fi
 step written
 
 rm /mnt/data
 sync
-run fstrim fstrim -v /mnt || fail "fstrim failed"
+run fstrim $H/fstrim -v /mnt || fail "fstrim failed"
 sync
 if [ "$scsi" = 1 ]; then
-	run status_trimmed sg_get_lba_status --lba="$lba" "$sg"
+	run status_trimmed $H/sg_get_lba_status --lba="$lba" "$sg"
 fi
 umount /mnt || fail "umount failed"
 sync
@@ -140,8 +143,8 @@ step trimmed
 if [ "$anchor" = 1 ]; then
 	# 1 MiB of the freed extent: zeros that keep their storage.
 	num=$((1048576 / lbs))
-	run anchor sg_write_same --16 --unmap --anchor --lba="$lba" --num="$num" "$sg"
-	run status_anchored sg_get_lba_status --lba="$lba" "$sg"
+	run anchor $H/sg_write_same --16 --unmap --anchor --lba="$lba" --num="$num" "$sg"
+	run status_anchored $H/sg_get_lba_status --lba="$lba" "$sg"
 	step anchored
 fi
 
