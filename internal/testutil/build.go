@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -18,8 +19,8 @@ var (
 // Thinblk builds the thinblk binary once per test process (go build of
 // ./cmd/thinblk, found from this source file's location in the module) into
 // a temporary folder and returns its path. A failed build fails every test
-// that asks. The folder is left for the OS to clean (it outlives single
-// tests by design).
+// that asks. The binary outlives single tests by design; builds older than
+// two hours are removed by later calls (in any process).
 func Thinblk(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -28,7 +29,13 @@ func Thinblk(t testing.TB) string {
 			buildErr = err.Error()
 			return
 		}
-		dir, err := os.MkdirTemp("", "thinblk-test-bin-")
+		parent := filepath.Join(os.TempDir(), "thinblk-testbin")
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			buildErr = err.Error()
+			return
+		}
+		removeStale(parent, 2*time.Hour)
+		dir, err := os.MkdirTemp(parent, "bin-")
 		if err != nil {
 			buildErr = err.Error()
 			return
@@ -46,6 +53,19 @@ func Thinblk(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return buildPath
+}
+
+// removeStale deletes the entries of dir last modified before age ago.
+func removeStale(dir string, age time.Duration) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > age {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // ModuleRoot returns the folder that holds go.mod for this module, found
