@@ -23,7 +23,8 @@
 //
 // # Compression
 //
-// With Options.Compress the target must implement [Compressor] (qcow2 does):
+// With Options.Compress the target must implement [Compressor] (or qcow2's
+// WriteCompressed, which is the same contract):
 // requests are whole clusters and non-zero clusters go through
 // PwriteCompressed.
 //

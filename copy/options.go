@@ -94,11 +94,35 @@ type Stats struct {
 }
 
 // Compressor is implemented by target formats that store compressed
-// clusters (qcow2). PwriteCompressed writes p, one whole cluster at a
+// clusters. PwriteCompressed writes p, one whole cluster at a
 // cluster-aligned offset (or the shorter last cluster of the image).
 type Compressor interface {
 	PwriteCompressed(p []byte, off int64) error
 	ClusterSize() int64
+}
+
+// writeCompressor is the same contract spelled the way format/qcow2 spells
+// it (WriteCompressed); the engine adapts it to Compressor.
+type writeCompressor interface {
+	WriteCompressed(p []byte, off int64) error
+	ClusterSize() int64
+}
+
+type compressAdapter struct{ writeCompressor }
+
+func (a compressAdapter) PwriteCompressed(p []byte, off int64) error {
+	return a.WriteCompressed(p, off)
+}
+
+// findCompressor finds the compressing node in dst's wrapper stack.
+func findCompressor(dst block.Driver) (Compressor, bool) {
+	if c, ok := block.As[Compressor](dst); ok {
+		return c, true
+	}
+	if c, ok := block.As[writeCompressor](dst); ok {
+		return compressAdapter{c}, true
+	}
+	return nil, false
 }
 
 // clusterSizer is implemented by formats with an allocation unit.
@@ -130,7 +154,7 @@ func resolve(o Options, srcs []Source, dst block.Driver) (settings, error) {
 		s.cluster = cs.ClusterSize()
 	}
 	if o.Compress {
-		c, ok := block.As[Compressor](dst)
+		c, ok := findCompressor(dst)
 		if !ok {
 			return s, fmt.Errorf("%w: the target format does not support compression", block.ErrNotSupported)
 		}
