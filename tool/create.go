@@ -51,6 +51,13 @@ func Create(w io.Writer, name string, o CreateOptions) error {
 	if err != nil {
 		return err
 	}
+	if !o.Quiet && o.Size < 0 {
+		// The size came from the backing file: report what was made.
+		if d, err := image.Open(name, image.Options{Format: format, ReadOnly: true, NoBacking: true}); err == nil {
+			size = d.Size()
+			d.Close()
+		}
+	}
 	if !o.Quiet {
 		var b strings.Builder
 		fmt.Fprintf(&b, "Formatting '%s', fmt=%s size=%d", name, format, size)
