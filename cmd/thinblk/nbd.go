@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 
@@ -29,6 +30,7 @@ func init() {
 		nocache    bool
 		verbose    bool
 		gomaxprocs int
+		cpuprofile string
 	)
 	c := &cobra.Command{
 		Use:   "nbd [-f FMT] [-r] [-t] [-k SOCKET | -b ADDR -p PORT] [-x NAME] [options] IMAGE",
@@ -60,6 +62,14 @@ nothing. --discard=unmap passes it to the image.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if cpuprofile != "" {
+				pf, err := os.Create(cpuprofile)
+				if err != nil {
+					return err
+				}
+				pprof.StartCPUProfile(pf)
+				defer func() { pprof.StopCPUProfile(); pf.Close() }()
+			}
 			return tool.NBD(ctx, args[0], o)
 		},
 	}
@@ -87,6 +97,8 @@ nothing. --discard=unmap passes it to the image.`,
 	f.IntVar(&o.Workers, "workers", 4, "requests one connection runs at once")
 	f.IntVar(&gomaxprocs, "gomaxprocs", 0, "Go scheduler threads (0: default)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	f.StringVar(&cpuprofile, "cpuprofile", "", "write a Go CPU profile to this file (benchmarking)")
+	f.MarkHidden("cpuprofile")
 	rootCmd.AddCommand(c)
 }
 

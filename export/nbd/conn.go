@@ -44,6 +44,7 @@ type conn struct {
 	werr  error
 	wwait atomic.Int32
 
+	jobs     chan *job // requests read and waiting for a worker
 	budget   budget
 	inflight sync.WaitGroup
 	stopped  atomic.Bool
@@ -109,6 +110,7 @@ func (c *conn) transmit() string {
 		c.raw.SetReadDeadline(time.Now())
 	}
 	jobs := make(chan *job, 64)
+	c.jobs = jobs
 	var workers sync.WaitGroup
 	for range c.s.workers() {
 		workers.Add(1)
@@ -189,16 +191,17 @@ func (c *conn) readLoop(jobs chan<- *job) string {
 }
 
 // send writes one reply under the writer lock; build appends the reply to
-// the buffered writer. The writer is flushed unless another reply is
-// already waiting for the lock. After a write error later replies are
-// dropped (the connection is dead).
+// the buffered writer. The writer is flushed unless more replies are sure
+// to follow soon: another reply waiting for the lock, or requests queued
+// for the workers (whoever writes the last of those flushes). After a
+// write error later replies are dropped (the connection is dead).
 func (c *conn) send(build func(w *bufio.Writer) error) {
 	c.wwait.Add(1)
 	c.wmu.Lock()
 	c.wwait.Add(-1)
 	if c.werr == nil {
 		err := build(c.bw)
-		if err == nil && c.wwait.Load() == 0 {
+		if err == nil && c.wwait.Load() == 0 && len(c.jobs) == 0 {
 			err = c.bw.Flush()
 		}
 		if err != nil {

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# NBD server benchmark: thinblk nbd vs qemu-nbd vs nbdkit file, same images,
+# same run. usage: bench/nbd.sh THINBLK_BINARY [WORKDIR]
+# Env: RUNTIME (fio seconds per case, default 6), RUNS (nbdcopy runs, default 3),
+#      TB_ARGS (extra thinblk nbd flags, e.g. "--gomaxprocs=1 --workers=2").
+# Prints IOPS or seconds per server and thinblk's ratio to each peer
+# (IOPS: higher is better; seconds: lower is better).
+set -u
+TB=${1:?usage: nbd.sh THINBLK_BINARY [WORKDIR]}; TB=$(readlink -f "$TB")
+W=${2:-${TMPDIR:-/tmp}/thinblk-nbd-bench}; RT=${RUNTIME:-6}; N=${RUNS:-3}; TBA=${TB_ARGS:-}
+mkdir -p "$W" && cd "$W" || exit 2
+for t in qemu-nbd nbdkit nbdcopy fio qemu-img bc; do command -v $t >/dev/null || { echo "missing $t"; exit 2; }; done
+# A fully allocated raw image for IOPS (fresh: see PERF-NOTES on ext4 after
+# sequential reads), and a sparse-ish data image in raw and qcow2 for copies.
+rm -f full.raw; qemu-img create -q -f raw -o preallocation=full full.raw 1G
+if [ ! -f data.raw ]; then
+  qemu-img create -q -f raw data.raw 2G
+  qemu-io -f raw -c 'write -P 0x5a 0 512M' -c 'write -P 0x33 1G 256M' data.raw >/dev/null
+  qemu-img convert -f raw -O qcow2 data.raw data.qcow2
+fi
+
+start() { # start NAME CMD... ; sets SOCK PID
+  SOCK=$W/$1.sock; rm -f "$SOCK"; shift
+  "$@" >/dev/null 2>&1 & PID=$!
+  for _ in $(seq 100); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
+  echo "server $* did not start" >&2; return 1
+}
+stop() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
+server() { # server KIND IMG FMT RO -> runs start
+  local ro=""; [ "$4" = ro ] && ro=-r
+  case $1 in
+    thinblk) start tb "$TB" nbd $TBA -t $ro -f "$3" -k "$W/tb.sock" "$2" ;;
+    qemu-nbd) start qn qemu-nbd -t $ro -f "$3" -k "$W/qn.sock" "$2" ;;
+    nbdkit) start nk nbdkit -f $ro -U "$W/nk.sock" file "$2" ;;
+  esac
+}
+fio_case() { # fio_case RW BS -> IOPS (read or write)
+  fio --name=b --ioengine=nbd --uri="nbd+unix:///?socket=$SOCK" --rw="$1" --bs="$2" --iodepth=32 \
+      --time_based --runtime="$RT" --output-format=terse 2>/dev/null | grep '^3;' | awk -F';' -v rw="$1" \
+      '{print (rw ~ /read/) ? $8 : $49}'
+}
+median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+copy_case() { # median seconds of nbdcopy SOCK -> null
+  for _ in $(seq "$N"); do
+    s=$(date +%s.%N); nbdcopy "nbd+unix:///?socket=$SOCK" null: >/dev/null 2>&1; e=$(date +%s.%N)
+    echo "$e - $s" | bc -l
+  done | median
+}
+ratio() { echo "scale=2; ${1:-0} / ${2:-1}" | bc -l; }
+printf '%-30s %10s %10s %10s %8s %8s\n' case thinblk qemu-nbd nbdkit "/qemu" "/nbdkit"
+for c in "randread 4k" "randwrite 4k" "read 1M"; do
+  set -- $c; declare -A r=()
+  for s in thinblk qemu-nbd nbdkit; do
+    ro=rw; [ "$1" != randwrite ] && ro=ro
+    server $s full.raw raw $ro && { r[$s]=$(fio_case "$1" "$2"); stop; }
+  done
+  printf '%-30s %10s %10s %10s %8s %8s   (IOPS, higher is better)\n' "fio nbd $2 $1 qd32 raw" "${r[thinblk]}" "${r[qemu-nbd]}" "${r[nbdkit]}" \
+    "$(ratio "${r[thinblk]}" "${r[qemu-nbd]}")" "$(ratio "${r[thinblk]}" "${r[nbdkit]}")"
+done
+for img in data.raw:raw data.qcow2:qcow2; do
+  f=${img%%:*}; fmt=${img##*:}; declare -A r=()
+  for s in thinblk qemu-nbd nbdkit; do
+    [ $s = nbdkit ] && [ $fmt = qcow2 ] && { r[$s]=""; continue; }
+    server $s "$f" "$fmt" ro && { r[$s]=$(copy_case); stop; }
+  done
+  nk=${r[nbdkit]:-}; nkr=-; [ -n "$nk" ] && nkr=$(ratio "${r[thinblk]}" "$nk")
+  printf '%-30s %10.3f %10.3f %10s %8s %8s   (seconds, lower is better)\n' "nbdcopy 2G $fmt ->null" "${r[thinblk]}" "${r[qemu-nbd]}" "${nk:--}" \
+    "$(ratio "${r[thinblk]}" "${r[qemu-nbd]}")" "$nkr"
+done
