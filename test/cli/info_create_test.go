@@ -51,7 +51,7 @@ func TestCreateLikeQemuImg(t *testing.T) {
 		t.Errorf("create -q printed %q", out)
 	}
 	// An overlay without a size takes its backing file's, and says so.
-	base := newFile(t, dir, "base.raw", 3<<20)
+	newFile(t, dir, "base.raw", 3<<20)
 	out := mustThinblk(t, "create", "-f", "qcow2", "-b", "base.raw", "-F", "raw", filepath.Join(dir, "top.qcow2"))
 	if want := "fmt=qcow2 size=3145728 backing_file=base.raw backing_fmt=raw"; !strings.Contains(out, want) {
 		t.Errorf("create overlay printed %q, want it to contain %q", out, want)
@@ -60,7 +60,6 @@ func TestCreateLikeQemuImg(t *testing.T) {
 	if out := testutil.MustRun(t, "qemu-img", "info", filepath.Join(dir, "top.qcow2")); !strings.Contains(out, "backing file: base.raw") {
 		t.Errorf("qemu-img info of thinblk's overlay:\n%s", out)
 	}
-	_ = base
 }
 
 func TestInfoMatchesQemuImg(t *testing.T) {
