@@ -219,5 +219,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 	}
+	if err != nil {
+		s.logger().Error("nbd: server stopped", "err", err.Error())
+	} else {
+		s.logger().Info("nbd: server stopped, exports flushed")
+	}
 	return err
 }

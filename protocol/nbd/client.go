@@ -70,11 +70,14 @@ var _ block.Driver = (*Client)(nil)
 
 // call is one request waiting for its reply.
 type call struct {
-	req  nbdwire.Request
-	buf  []byte // READ destination (len == req.Length)
-	ds   []nbdwire.Descriptor
-	err  error
-	done chan struct{}
+	req nbdwire.Request
+	buf []byte // READ destination (len == req.Length)
+	ds  []nbdwire.Descriptor
+	// covered counts the READ bytes the reply's content chunks described;
+	// a successful reply must cover the whole request.
+	covered uint64
+	err     error
+	done    chan struct{}
 }
 
 type statusCache struct {
@@ -212,6 +215,7 @@ func (c *Client) reply(h nbdwire.ReplyHeader) error {
 		if _, err := io.ReadFull(c.br, cl.buf[off-r.Offset:off-r.Offset+n]); err != nil {
 			return err
 		}
+		cl.covered += n
 	case nbdwire.ReplyTypeOffsetHole:
 		var p [nbdwire.OffsetHoleSize]byte
 		if r.Type != nbdwire.CmdRead || h.Length != nbdwire.OffsetHoleSize {
@@ -229,6 +233,7 @@ func (c *Client) reply(h nbdwire.ReplyHeader) error {
 			return fmt.Errorf("%w: hole chunk [%d, +%d) outside the request", nbdwire.ErrMalformed, off, n)
 		}
 		clear(cl.buf[off-r.Offset : off-r.Offset+n])
+		cl.covered += n
 	case nbdwire.ReplyTypeBlockStatus, nbdwire.ReplyTypeBlockStatusExt:
 		ext := h.Type == nbdwire.ReplyTypeBlockStatusExt
 		if r.Type != nbdwire.CmdBlockStatus || ext != c.extended || h.Length > uint64(nbdwire.BlockStatusSize(ext, nbdwire.MaxDescriptors)) {
@@ -265,6 +270,9 @@ func (c *Client) reply(h nbdwire.ReplyHeader) error {
 		}
 	}
 	if h.Done() {
+		if r.Type == nbdwire.CmdRead && cl.err == nil && cl.covered != r.Length {
+			return fmt.Errorf("%w: read reply covered %d of %d bytes", nbdwire.ErrMalformed, cl.covered, r.Length)
+		}
 		c.complete(h.Cookie, cl)
 	}
 	return nil
