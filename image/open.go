@@ -37,8 +37,7 @@ func Open(name string, o Options) (block.Driver, error) {
 func openChain(name string, o Options, seen map[string]bool, depth int) (block.Driver, error) {
 	d, err := openLayer(name, o, seen, depth)
 	if err != nil {
-		var op *block.OpError
-		if errors.As(err, &op) && op.Op == "open" {
+		if op, ok := err.(*block.OpError); ok && op.Op == "open" && op.Node == name {
 			return nil, err
 		}
 		return nil, &block.OpError{Op: "open", Node: name, Err: err}

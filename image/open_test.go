@@ -83,8 +83,9 @@ func TestExplicitFormatWinsAndNeverOpensBacking(t *testing.T) {
 	// The header names a backing file that does not exist: opening it as
 	// tfmt fails, opening it as raw must not even look.
 	writeFile(t, top, append(tfmtHead("missing-base", "raw"), make([]byte, 4096)...))
-	if _, err := Open(top, Options{}); err == nil || !strings.Contains(err.Error(), "missing-base") {
-		t.Fatalf("probed tfmt with missing backing: err %v, want one naming missing-base", err)
+	if _, err := Open(top, Options{}); err == nil || !strings.Contains(err.Error(), "missing-base") ||
+		!strings.HasPrefix(err.Error(), "open "+top+": ") {
+		t.Fatalf("probed tfmt with missing backing: err %v, want one naming the overlay, then missing-base", err)
 	}
 	d, err := Open(top, Options{Format: "raw"})
 	if err != nil {
