@@ -74,6 +74,12 @@ func TestChainMapMatchesQemuImg(t *testing.T) {
 			if got != want {
 				t.Fatalf("round %d: human map %s differs\nthinblk:\n%s\nqemu-img:\n%s", round, filepath.Base(img), got, want)
 			}
+			// qemu-io's map: what the top layer itself allocates.
+			want = testutil.MustRun(t, "qemu-io", "-r", "-c", "map", img)
+			got = mustThinblk(t, "io", "-r", "-c", "map", img)
+			if got != want {
+				t.Fatalf("round %d: io map %s differs\nthinblk:\n%s\nqemu-io:\n%s", round, filepath.Base(img), got, want)
+			}
 		}
 		// info --backing-chain, human and JSON, is qemu-img's plus thinblk's
 		// highest allocated offset.
