@@ -102,9 +102,11 @@ func readsZero(e block.Extent) bool {
 	return e.Status&block.Zero != 0 || !e.Status.Present()
 }
 
-// strictStatus is what strict mode compares: data, zero, and whether the
-// chain describes the run at all (qemu-img compare -s compares the whole
-// block status).
+// strictStatus is what strict mode compares: data, zero, and (through
+// Present) whether the chain describes the run at all. qemu-img compare -s
+// also compares its BDRV_BLOCK_EOF bit, so it calls two holes different
+// when only one of them reaches the end of its image; thinblk does not, and
+// may report a later offset than qemu-img for such pairs.
 func strictStatus(s block.Status) block.Status {
 	return s & (block.Data | block.Zero)
 }
