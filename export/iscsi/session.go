@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -192,13 +193,20 @@ func (s *session) writer() {
 		select {
 		case o := <-s.out:
 			handle(o)
-			for more := true; more; {
+			// Drain what is queued; when the queue runs dry, yield once
+			// so that commands completing right now join this write.
+			for yielded := false; ; {
 				select {
 				case o := <-s.out:
 					handle(o)
+					continue
 				default:
-					more = false
 				}
+				if yielded {
+					break
+				}
+				runtime.Gosched()
+				yielded = true
 			}
 			flush()
 		case <-s.quit:
