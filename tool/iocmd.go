@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/image"
 )
 
 // errReported marks a command failure that was already printed (a pattern
@@ -37,12 +40,20 @@ type ioCommand struct {
 
 var ioCommands = map[string]ioCommand{
 	"read":      {"P:qv", 2, (*ioSession).read},
-	"write":     {"P:qzuf", 2, (*ioSession).write},
+	"write":     {"P:qzufcnp", 2, (*ioSession).write},
 	"discard":   {"q", 2, (*ioSession).discard},
 	"flush":     {"", 0, (*ioSession).flush},
 	"aio_flush": {"", 0, (*ioSession).flush},
 	"map":       {"", 0, (*ioSession).mapCmd},
 	"length":    {"", 0, (*ioSession).length},
+	"sleep":     {"", 1, (*ioSession).sleep},
+	"sigraise":  {"", 1, (*ioSession).sigraise},
+}
+
+// compressedWriter is implemented by formats that store clusters
+// compressed (qcow2); write -c uses it.
+type compressedWriter interface {
+	WriteCompressed(p []byte, off int64) error
 }
 
 func (s *ioSession) exec(line string) error {
@@ -50,7 +61,7 @@ func (s *ioSession) exec(line string) error {
 	name := fields[0]
 	c, ok := ioCommands[name]
 	if !ok {
-		return fmt.Errorf("unknown command %q (known: aio_flush, discard, flush, length, map, read, write)", name)
+		return fmt.Errorf("unknown command %q (known: aio_flush, discard, flush, length, map, read, sigraise, sleep, write)", name)
 	}
 	opts, args, err := getopt(fields[1:], c.opts)
 	if err != nil {
@@ -182,20 +193,29 @@ func (s *ioSession) write(opts map[byte]string, args []string) error {
 	_, zero := opts['z']
 	_, unmap := opts['u']
 	_, pset := opts['P']
+	_, compressed := opts['c']
+	_, noFallback := opts['n']
 	var flags block.Flags
 	if _, fua := opts['f']; fua {
 		flags |= block.FUA
 	}
-	if zero && pset {
+	switch {
+	case zero && pset:
 		return errors.New("-z and -P cannot be used together")
-	}
-	if unmap && !zero {
+	case zero && compressed:
+		return errors.New("-z and -c cannot be used together")
+	case unmap && !zero:
 		return errors.New("-u needs -z")
+	case noFallback && !zero:
+		return errors.New("-n needs -z")
 	}
 	start := time.Now()
 	if zero {
 		if unmap {
 			flags |= block.MayUnmap
+		}
+		if noFallback {
+			flags |= block.NoFallback
 		}
 		if err := block.ZeroRange(s.d, off, n, flags); err != nil {
 			return err
@@ -207,12 +227,19 @@ func (s *ioSession) write(opts map[byte]string, args []string) error {
 				return err
 			}
 		}
+		write := func(b []byte, off int64) error { return s.d.Pwrite(b, off, flags) }
+		chunk := int64(ioChunk)
+		if compressed {
+			if write, chunk, err = s.compressedWrite(); err != nil {
+				return err
+			}
+		}
 		for done := int64(0); done < n; {
-			b := s.buffer(n - done)
+			b := s.buffer(min(n-done, chunk))
 			for i := range b {
 				b[i] = pattern
 			}
-			if err := s.d.Pwrite(b, off+done, flags); err != nil {
+			if err := write(b, off+done); err != nil {
 				return err
 			}
 			done += int64(len(b))
@@ -222,6 +249,17 @@ func (s *ioSession) write(opts map[byte]string, args []string) error {
 		report(s.w, "wrote", time.Since(start), off, n)
 	}
 	return nil
+}
+
+// compressedWrite returns the format's compressed write, which takes one
+// cluster at a time, and the cluster size.
+func (s *ioSession) compressedWrite() (func([]byte, int64) error, int64, error) {
+	cw, ok := block.As[compressedWriter](s.d)
+	cs, ok2 := block.As[image.ClusterSizer](s.d)
+	if !ok || !ok2 || cs.ClusterSize() <= 0 {
+		return nil, 0, fmt.Errorf("write -c: the image's format does not store compressed data: %w", block.ErrNotSupported)
+	}
+	return cw.WriteCompressed, cs.ClusterSize(), nil
 }
 
 func (s *ioSession) discard(opts map[byte]string, args []string) error {
@@ -240,6 +278,37 @@ func (s *ioSession) discard(opts map[byte]string, args []string) error {
 }
 
 func (s *ioSession) flush(map[byte]string, []string) error { return s.d.Flush() }
+
+// sleep pauses for the given number of milliseconds (qemu-io's sleep).
+func (s *ioSession) sleep(_ map[byte]string, args []string) error {
+	ms, err := strconv.ParseInt(args[0], 10, 64)
+	if err != nil || ms < 0 {
+		return fmt.Errorf("invalid sleep time %q (milliseconds)", args[0])
+	}
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	return nil
+}
+
+// sigraise sends a signal to this process, as qemu-io's sigraise: with 9
+// (SIGKILL) it dies on the spot, leaving the image as a crash would.
+func (s *ioSession) sigraise(_ map[byte]string, args []string) error {
+	sig, err := strconv.Atoi(args[0])
+	if err != nil || sig <= 0 || sig > 64 {
+		return fmt.Errorf("invalid signal %q", args[0])
+	}
+	if w, ok := s.w.(interface{ Flush() error }); ok {
+		w.Flush()
+	}
+	p, err := os.FindProcess(os.Getpid())
+	if err != nil {
+		return err
+	}
+	if err := p.Signal(syscall.Signal(sig)); err != nil {
+		return err
+	}
+	time.Sleep(100 * time.Millisecond) // let a deadly signal land before the next command
+	return nil
+}
 
 func (s *ioSession) length(map[byte]string, []string) error {
 	fmt.Fprintln(s.w, FormatIOSize(float64(s.d.Size())))

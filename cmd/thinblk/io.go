@@ -17,12 +17,15 @@ func init() {
 		Long: `Run qemu-io style commands on an image, in order:
 
   write [-P PATTERN] [-f] [-q] OFF LEN   write the byte PATTERN (default 0xcd); -f: FUA
-  write -z [-u] [-f] [-q] OFF LEN        write zeroes; -u: may deallocate
+  write -c [-P PATTERN] OFF LEN          write compressed clusters (qcow2)
+  write -z [-u] [-n] [-f] [-q] OFF LEN   write zeroes; -u: may deallocate; -n: no slow fallback
   discard [-q] OFF LEN                   discard (punches holes unless -d ignore)
   read [-P PATTERN] [-v] [-q] OFF LEN    read; -P: verify every byte is PATTERN
   map                                    runs allocated in the top layer
   flush, aio_flush                       make written data durable
   length                                 print the image size
+  sleep MS                               pause
+  sigraise SIGNAL                        send SIGNAL to thinblk itself (9: crash on the spot)
 
 OFF and LEN take k, M, G, T suffixes. Every command runs even after one fails;
 the exit code is 1 when any failed. Without -c, commands are read from stdin.`,

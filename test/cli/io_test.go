@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -207,4 +208,41 @@ func TestIOCacheModes(t *testing.T) {
 			t.Fatalf("cache=%s:\n%s", mode, out)
 		}
 	}
+}
+
+func TestIOCompressedSleepSigraise(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io")
+	dir := t.TempDir()
+	q := filepath.Join(dir, "q.qcow2")
+	tb := filepath.Join(dir, "t.qcow2")
+	testutil.MustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", q, "1M")
+	testutil.MustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", tb, "1M")
+	cmds := []string{"-c", "write -c -P 0x11 0 128k", "-c", "write -c -P 0x22 960k 64k", "-c", "sleep 10",
+		"-c", "write -z -n 256k 64k", "-c", "read -P 0x11 0 128k"}
+	qout, _, qcode := testutil.Run(t, "qemu-io", append(cmds, q)...)
+	tout, terr, tcode := thinblk(t, append(append([]string{"io"}, cmds...), tb)...)
+	if dropTimings(qout) != dropTimings(tout) || qcode != tcode {
+		t.Fatalf("qemu-io (exit %d):\n%s\nthinblk io (exit %d):\n%s%s", qcode, qout, tcode, tout, terr)
+	}
+	qm := testutil.MustRun(t, "qemu-img", "map", "--output=json", q)
+	tm := testutil.MustRun(t, "qemu-img", "map", "--output=json", tb)
+	if qm != tm {
+		t.Fatalf("maps differ after compressed writes\nqemu-io:\n%s\nthinblk io:\n%s", qm, tm)
+	}
+	testutil.MustRun(t, "qemu-img", "check", tb)
+	if out := testutil.MustRun(t, "qemu-img", "compare", q, tb); !strings.Contains(out, "identical") {
+		t.Fatalf("qemu-img compare: %s", out)
+	}
+
+	// write -c on raw: one clear line.
+	raw := newFile(t, dir, "r.raw", 1<<20)
+	stdout, stderr, code := thinblk(t, "io", "-f", "raw", "-c", "write -c 0 64k", raw)
+	checkOneLineError(t, []string{"write -c"}, stdout, stderr, code, "compressed")
+
+	// sigraise 9 kills thinblk io on the spot: the later write never lands.
+	_, _, code = thinblk(t, "io", "-f", "raw", "-c", "write -P 1 0 4k", "-c", "sigraise 9", "-c", "write -P 2 0 4k", raw)
+	if code != -1 && code != 137 {
+		t.Fatalf("sigraise 9: exit %d, want death by SIGKILL", code)
+	}
+	mustThinblk(t, "io", "-r", "-f", "raw", "-c", "read -P 1 0 4k", raw)
 }
