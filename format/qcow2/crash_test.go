@@ -39,6 +39,14 @@ func (r *recorder) Flush() error {
 	return r.Node.Flush()
 }
 
+// WriteZeroes is logged as a write of zero bytes.
+func (r *recorder) WriteZeroes(off, n int64, flags block.Flags) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.log = append(r.log, logEntry{off: off, data: make([]byte, n)})
+	return r.Node.WriteZeroes(off, n, flags)
+}
+
 // Discard is a hint; the recorder drops it, which a crash may also do.
 func (r *recorder) Discard(off, n int64, flags block.Flags) error { return nil }
 

@@ -182,7 +182,11 @@ func compareMapsOr(t testing.TB, got, want []mapEntry, fail func(string, ...any)
 			fail("map: offset %d missing", off)
 			return
 		}
-		if g.Depth != w.Depth || g.Zero != w.Zero || g.Data != w.Data {
+		// For data extents, qemu-img map's zero flag reflects whether the
+		// host file has blocks there (thinblk leaves holes in fresh
+		// clusters where QEMU fallocates): compare it only where there is
+		// no data.
+		if g.Depth != w.Depth || g.Data != w.Data || (!w.Data && g.Zero != w.Zero) {
 			fail("map differs at offset %d: got depth=%d zero=%v data=%v, want depth=%d zero=%v data=%v",
 				off, g.Depth, g.Zero, g.Data, w.Depth, w.Zero, w.Data)
 			return

@@ -1,6 +1,8 @@
 package qcow2
 
 import (
+	"errors"
+
 	"github.com/thinblk/thinblk/block"
 )
 
@@ -131,6 +133,26 @@ func (img *Image) writeClusterData(vc int64, old, m mapping, needNew bool, data 
 	if !headPartial && !tailPartial {
 		return img.file.Pwrite(data, m.host+a, 0)
 	}
+	if needNew && img.fillIsZero(m, cstart, a, b) {
+		// A fresh cluster whose fill is zeros: the part of the host range
+		// inside the file is zeroed natively, the part past its end was
+		// never written and stays a hole; only the data is written. (QEMU
+		// fallocates the whole range instead, which costs more and makes
+		// its map report such clusters as not zero.)
+		if ok, err := img.zeroHostRange(m.host+ua, m.host+ub); err != nil {
+			return err
+		} else if ok {
+			if err := img.file.Pwrite(data, m.host+a, 0); err != nil {
+				return err
+			}
+			if end := m.host + ub; end > img.file.Size() {
+				// The file must cover the whole unit: reads of it must not
+				// run past the end of the file.
+				return img.file.Pwrite([]byte{0}, end-1, 0)
+			}
+			return nil
+		}
+	}
 	// Only the partial units without data of their own are filled; an
 	// allocated partial unit keeps its bytes outside [a, b).
 	from, to := a, b
@@ -175,4 +197,35 @@ func (img *Image) fillUnits(buf []byte, bufStart, cstart int64, m mapping, a, b 
 		return err
 	}
 	return fill(ub, b, (ub+1)*us)
+}
+
+// fillIsZero reports whether fillUnits would fill the partial units of
+// [a, b) with zeros only.
+func (img *Image) fillIsZero(m mapping, cstart, a, b int64) bool {
+	if img.backing == nil {
+		return true
+	}
+	us, size := img.unitSize, img.Size()
+	zeroUnit := func(u, from int64) bool {
+		return m.zero&(1<<u) != 0 || cstart+from >= size
+	}
+	ua, ub := a/us, (b-1)/us
+	return (a == ua*us || zeroUnit(ua, ua*us)) && (b == (ub+1)*us || zeroUnit(ub, b))
+}
+
+// zeroHostRange makes host bytes [from, to) of a freshly allocated cluster
+// read as zeros without writing them: the part inside the file is zeroed
+// natively, the part past its end has never been written (the file only
+// grows). It returns false when the file node cannot zero natively (the
+// caller writes zeros instead).
+func (img *Image) zeroHostRange(from, to int64) (bool, error) {
+	end := min(to, img.file.Size())
+	if from >= end {
+		return true, nil
+	}
+	err := img.file.WriteZeroes(from, end-from, block.NoFallback)
+	if errors.Is(err, block.ErrNotSupported) {
+		return false, nil
+	}
+	return err == nil, err
 }
