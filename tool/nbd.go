@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -172,6 +173,18 @@ func loadServerTLS(cert, key, ca string) (*tls.Config, error) {
 		return nil, fmt.Errorf("%w: TLS needs both --tls-cert and --tls-key", block.ErrInvalid)
 	}
 	return nbdserver.LoadTLSConfig(cert, key, ca)
+}
+
+// TLSFilesFromDir names the PEM files of a qemu-style x509 credentials
+// folder (qemu's tls-creds-x509 dir=): server-cert.pem, server-key.pem,
+// and ca-cert.pem when present (then client certificates are required, as
+// with qemu's default verify-peer=on).
+func TLSFilesFromDir(dir string) (cert, key, ca string) {
+	cert, key = filepath.Join(dir, "server-cert.pem"), filepath.Join(dir, "server-key.pem")
+	if _, err := os.Stat(filepath.Join(dir, "ca-cert.pem")); err == nil {
+		ca = filepath.Join(dir, "ca-cert.pem")
+	}
+	return cert, key, ca
 }
 
 func orDefault(s, d string) string {

@@ -31,6 +31,7 @@ func init() {
 		verbose    bool
 		gomaxprocs int
 		cpuprofile string
+		tlsDir     string
 	)
 	c := &cobra.Command{
 		Use:   "nbd [-f FMT] [-r] [-t] [-k SOCKET | -b ADDR -p PORT] [-x NAME] [options] IMAGE",
@@ -42,6 +43,9 @@ Discard is off by default (--discard=ignore): TRIM is accepted and does
 nothing. --discard=unmap passes it to the image.`,
 		Args: rangeArgs(1, 1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if tlsDir != "" {
+				o.TLSCert, o.TLSKey, o.TLSCA = tool.TLSFilesFromDir(tlsDir)
+			}
 			if nocache && o.Cache == "" {
 				o.Cache = "none"
 			}
@@ -94,6 +98,7 @@ nothing. --discard=unmap passes it to the image.`,
 	f.StringVar(&o.TLSCert, "tls-cert", "", "server certificate (PEM); with --tls-key makes TLS mandatory")
 	f.StringVar(&o.TLSKey, "tls-key", "", "server private key (PEM)")
 	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM): require client certificates signed by it")
+	f.StringVar(&tlsDir, "tls-dir", "", "qemu-style x509 folder: server-cert.pem, server-key.pem and (client certificates required) ca-cert.pem")
 	f.IntVar(&o.Workers, "workers", 4, "requests one connection runs at once")
 	f.IntVar(&gomaxprocs, "gomaxprocs", 0, "Go scheduler threads (0: default)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")

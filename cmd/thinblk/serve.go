@@ -12,7 +12,10 @@ import (
 )
 
 func init() {
-	var o tool.ServeOptions
+	var (
+		o      tool.ServeOptions
+		tlsDir string
+	)
 	c := &cobra.Command{
 		Use:   "serve [--disk NAME=PATH[,format=F][,discard=ignore|unmap]...] [--listen ADDR] [--data-dir DIR]",
 		Short: "run the thinblk daemon: export disks over NBD with sane defaults",
@@ -25,6 +28,9 @@ and serves it as nbd://127.0.0.1:10809/disk0 with discard=unmap.
        [,readonly=on][,allocation-depth=on]   (repeatable; discard defaults to ignore)`,
 		Args: rangeArgs(0, 0),
 		RunE: func(c *cobra.Command, args []string) error {
+			if tlsDir != "" {
+				o.TLSCert, o.TLSKey, o.TLSCA = tool.TLSFilesFromDir(tlsDir)
+			}
 			o.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -38,6 +44,7 @@ and serves it as nbd://127.0.0.1:10809/disk0 with discard=unmap.
 	f.StringVar(&o.TLSCert, "tls-cert", "", "server certificate (PEM); with --tls-key makes TLS mandatory")
 	f.StringVar(&o.TLSKey, "tls-key", "", "server private key (PEM)")
 	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM): require client certificates signed by it")
+	f.StringVar(&tlsDir, "tls-dir", "", "qemu-style x509 folder: server-cert.pem, server-key.pem and (client certificates required) ca-cert.pem")
 	f.IntVar(&o.Workers, "workers", 4, "requests one connection runs at once")
 	rootCmd.AddCommand(c)
 }
