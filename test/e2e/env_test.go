@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 
 // e2eTools are the programs the harness needs on the host.
 var e2eTools = []string{"qemu-system-x86_64", "busybox", "modprobe", "ldd", "mke2fs", "filefrag", "fstrim",
-	"sg_vpd", "sg_get_lba_status", "sg_write_same", "qemu-img", "du"}
+	"sg_vpd", "sg_get_lba_status", "sg_write_same", "sg_sync", "qemu-img", "du"}
 
 // missingTools returns the e2e tools and kernel parts not on this host.
 func missingTools() []string {

@@ -36,7 +36,7 @@ var guestModules = []string{"virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod",
 // guestPrograms are the host programs copied into the guest's /usr/sbin
 // (ahead of busybox's applets of the same names in the guest's PATH), with
 // the shared libraries ldd names for them.
-var guestPrograms = []string{"mke2fs", "filefrag", "fstrim", "sg_vpd", "sg_get_lba_status", "sg_write_same"}
+var guestPrograms = []string{"mke2fs", "filefrag", "fstrim", "sg_vpd", "sg_get_lba_status", "sg_write_same", "sg_sync"}
 
 // findKernel returns the newest kernel in /boot whose module tree is
 // installed (modules.dep present).

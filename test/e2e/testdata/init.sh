@@ -14,7 +14,8 @@
 #   e2e.mib=N          MiB of random data to write
 #   e2e.scsi=1         the disk is a passed-through SCSI LU: print the
 #                      provisioning VPD page and GET LBA STATUS results
-#   e2e.anchor=1       also anchor a range with WRITE SAME(16) ANCHOR
+#   e2e.anchor=1       also anchor two ranges with WRITE SAME(16) ANCHOR:
+#                      one deallocated, one mapped
 #
 # Everything the host asserts on is measured on the host; the guest only
 # drives the disk and prints what its own tools say.
@@ -141,10 +142,20 @@ sync
 step trimmed
 
 if [ "$anchor" = 1 ]; then
-	# 1 MiB of the freed extent: zeros that keep their storage.
 	num=$((1048576 / lbs))
+	# A: the first MiB of the freed extent, deallocated by fstrim: zeros
+	# that keep (reserve) storage.
 	run anchor $H/sg_write_same --16 --unmap --anchor --lba="$lba" --num="$num" "$sg"
 	run status_anchored $H/sg_get_lba_status --lba="$lba" "$sg"
+	# B: the MiB after it, written again (mapped), then anchored.
+	lba2=$((lba + num))
+	say "KV lba2 $lba2"
+	run write2 dd if=/dev/urandom of="$dev" bs=4096 seek=$((lba2 * lbs / 4096)) count=256 conv=fsync
+	run status_mapped2 $H/sg_get_lba_status --lba="$lba2" "$sg"
+	run anchor2 $H/sg_write_same --16 --unmap --anchor --lba="$lba2" --num="$num" "$sg"
+	run status_anchored2 $H/sg_get_lba_status --lba="$lba2" "$sg"
+	# SYNCHRONIZE CACHE, so the host sees the image's metadata on disk.
+	run sync $H/sg_sync "$sg"
 	step anchored
 fi
 
