@@ -19,6 +19,7 @@ test: peers fmt-check vet unit
 
 peers:
 	scripts/install-peers.sh
+	scripts/install-e2e.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \

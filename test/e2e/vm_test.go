@@ -17,7 +17,7 @@ import (
 
 // vmConfig describes one guest boot.
 type vmConfig struct {
-	// Drive is QEMU's -drive value for the disk under test (id=d0).
+	// Drive is QEMU's -drive value for the disk under test (id=d0), if any.
 	Drive string
 	// Devices are QEMU's -device values that attach d0.
 	Devices []string
@@ -79,7 +79,9 @@ func bootGuest(t *testing.T, env guestEnv, cfg vmConfig) *guest {
 		"-serial", "stdio",
 		"-kernel", env.kernel.Image, "-initrd", env.initrd,
 		"-append", "console=ttyS0 panic=-1 quiet " + strings.Join(params, " "),
-		"-drive", cfg.Drive,
+	}
+	if cfg.Drive != "" {
+		args = append(args, "-drive", cfg.Drive)
 	}
 	for _, d := range cfg.Devices {
 		args = append(args, "-device", d)
@@ -303,4 +305,33 @@ func tail(name string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestGuestDeadline boots a guest that waits for a "go" that never comes
+// and checks that QEMU is killed at its deadline, so a hung guest cannot
+// hang the suite.
+func TestGuestDeadline(t *testing.T) {
+	env := needGuestTools(t)
+	const timeout = 4 * time.Second
+	// No disk: the guest's /init waits up to 30 s for /dev/vda, and QEMU
+	// is killed first.
+	g := bootGuest(t, env, vmConfig{Timeout: timeout})
+	start := time.Now()
+	for {
+		ev := g.next()
+		if ev.kind != "EXIT" {
+			continue
+		}
+		if ev.value == "exit status 0" {
+			t.Fatalf("QEMU exited cleanly; want it killed at its deadline")
+		}
+		if took := time.Since(start); took > timeout+10*time.Second {
+			t.Fatalf("QEMU ended %v after boot, deadline was %v", took, timeout)
+		}
+		t.Logf("QEMU stopped at its deadline: %s", ev.value)
+		break
+	}
+	if g.cmd.ProcessState == nil {
+		t.Errorf("QEMU pid %d not reaped after its deadline", g.cmd.Process.Pid)
+	}
 }
