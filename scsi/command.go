@@ -14,6 +14,9 @@ type Command struct {
 	CDB []byte
 	// DataOut is the data the initiator sent with the command.
 	DataOut []byte
+	// Initiator names the I_T nexus the command came from (for iSCSI the
+	// initiator port name "iqn...,i,0xISID"); reservations are held by it.
+	Initiator string
 
 	// DataIn is the data for the initiator; nil when there is none.
 	DataIn []byte

@@ -82,6 +82,7 @@ type LU struct {
 	revision   string
 
 	locks rangeLock
+	res   reservations
 }
 
 // New makes a logical unit over node. It fails when the configuration
@@ -227,6 +228,8 @@ func (lu *LU) DataOutLen(cdb []byte) int64 {
 		return int64(cdb[4])
 	case opModeSelect10:
 		return int64(getU16(cdb[7:]))
+	case opPersistentOut:
+		return int64(getU32(cdb[5:]))
 	}
 	return 0
 }
@@ -242,7 +245,7 @@ func TakesDataOut(cdb []byte) bool {
 	case opWrite6, opWrite10, opWrite12, opWrite16, opWriteVerify10,
 		opWriteVerify12, opWriteVerify16, opOrWrite, opCompareAndWrite,
 		opVerify10, opVerify12, opVerify16, opWriteSame10, opWriteSame16,
-		opUnmap, opModeSelect6, opModeSelect10:
+		opUnmap, opModeSelect6, opModeSelect10, opPersistentOut:
 		return true
 	}
 	return false
@@ -301,8 +304,18 @@ func (lu *LU) Execute(c *Command) {
 		c.fail(SenseInvalidFieldInCDB)
 		return
 	}
+	if lu.res.conflict(c.Initiator, cdb) {
+		c.conflict()
+		return
+	}
 	switch cdb[0] {
 	case opTestUnitReady:
+	case opReserve6, opRelease6, opReserve10, opRelease10:
+		lu.reserve(c)
+	case opPersistentIn:
+		lu.persistentIn(c)
+	case opPersistentOut:
+		lu.persistentOut(c)
 	case opRequestSense:
 		lu.requestSense(c)
 	case opInquiry:

@@ -24,7 +24,14 @@ var supportedOps = []supportedOp{
 	{opcode: opReportLUNs},
 	{opcode: opMaintenanceIn, sa: saReportOpcodes, hasSA: true},
 	{opcode: opRead12}, {opcode: opWrite12}, {opcode: opWriteVerify12},
-	{opcode: opVerify12},
+	{opcode: opVerify12}, {opcode: opReserve6}, {opcode: opRelease6},
+	{opcode: opReserve10}, {opcode: opRelease10},
+	{opcode: opPersistentIn, sa: 0, hasSA: true}, {opcode: opPersistentIn, sa: 1, hasSA: true},
+	{opcode: opPersistentIn, sa: 2, hasSA: true}, {opcode: opPersistentIn, sa: 3, hasSA: true},
+	{opcode: opPersistentOut, sa: 0, hasSA: true}, {opcode: opPersistentOut, sa: 1, hasSA: true},
+	{opcode: opPersistentOut, sa: 2, hasSA: true}, {opcode: opPersistentOut, sa: 3, hasSA: true},
+	{opcode: opPersistentOut, sa: 4, hasSA: true}, {opcode: opPersistentOut, sa: 5, hasSA: true},
+	{opcode: opPersistentOut, sa: 6, hasSA: true},
 }
 
 // usageData returns the CDB USAGE DATA of a command: the opcode, then a

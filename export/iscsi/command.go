@@ -163,7 +163,7 @@ func (s *session) execute(t *task) {
 
 // run executes the command and queues Data-In and the status.
 func (s *session) run(t *task) {
-	c := &scsi.Command{CDB: t.cdb[:]}
+	c := &scsi.Command{CDB: t.cdb[:], Initiator: s.nexus}
 	luns := s.target.LUNs
 	switch {
 	case t.mismatch:

@@ -35,6 +35,7 @@ type session struct {
 	tsih          uint16
 	cid           uint16
 	initiatorName string
+	nexus         string // initiator port name: "iqn...,i,0xISID"
 	discovery     bool
 	target        *Target
 	params        params
@@ -106,6 +107,7 @@ func (s *session) serve() {
 		return
 	}
 	s.nc.SetDeadline(time.Time{})
+	s.nexus = fmt.Sprintf("%s,i,0x%x", s.initiatorName, s.isid[:])
 	target := ""
 	if s.target != nil {
 		target = s.target.Name
@@ -129,6 +131,9 @@ func (s *session) serve() {
 	s.enqueue(&outPDU{after: func() {}}) // a marker: everything before it is written
 	close(s.quit)
 	<-writerDone
+	if s.target != nil {
+		s.forEachLU(func(lu *scsi.LU) { lu.NexusLost(s.nexus) })
+	}
 	switch {
 	case errors.Is(err, errLogout):
 		s.log.Info("iscsi session logged out")
@@ -402,11 +407,17 @@ func (s *session) taskManagement(p *pdu) error {
 			}
 		}
 		s.waitTasks(func(t *task) bool { return t.lun == lun })
+		if function == 5 {
+			s.target.LUNs.LU(lun).Reset()
+		}
 	case 6, 7: // TARGET WARM RESET, TARGET COLD RESET
 		for _, t := range s.pending {
 			s.dropTask(t)
 		}
 		s.waitTasks(func(*task) bool { return true })
+		if s.target != nil {
+			s.forEachLU(func(lu *scsi.LU) { lu.Reset() })
+		}
 	case 3: // CLEAR ACA: no ACA is ever established
 		response = 5
 	case 8: // TASK REASSIGN: not at ERL 0
@@ -455,4 +466,13 @@ func (s *session) dropTask(t *task) {
 	s.mu.Lock()
 	s.inflight--
 	s.mu.Unlock()
+}
+
+// forEachLU calls fn for every LU of the session's target.
+func (s *session) forEachLU(fn func(*scsi.LU)) {
+	for _, n := range s.target.LUNs.LUNs() {
+		if lu := s.target.LUNs.LU(n); lu != nil {
+			fn(lu)
+		}
+	}
 }
