@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds thinblk and runs every benchmark script in bench/ (each compares
 # thinblk with its peers in the same run and prints ratios). Scripts get the
-# binary's path as their first argument. Benchmarks are not timed tests:
+# binary's path as their first argument and in $THINBLK. Benchmarks are not timed tests:
 # they report, they do not fail on slowness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,6 @@ fi
 status=0
 for s in "${scripts[@]}"; do
   echo "== $s"
-  bash "$s" "$tb" || { echo "bench: $s failed" >&2; status=1; }
+  THINBLK="$tb" bash "$s" "$tb" || { echo "bench: $s failed" >&2; status=1; }
 done
 exit $status
