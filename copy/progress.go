@@ -42,7 +42,8 @@ func (p *Progress) Update(done, total int64) {
 	p.printLocked(pct)
 }
 
-// Done prints 100% if the job got there, and the final newline.
+// Done repeats the last state (as qemu-img does) and ends the output with
+// a newline.
 func (p *Progress) Done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -50,6 +51,7 @@ func (p *Progress) Done() {
 		return
 	}
 	p.ended = true
+	p.printLocked(p.last)
 	fmt.Fprint(p.w, "\n")
 }
 
