@@ -1,6 +1,7 @@
 package tool
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -58,6 +59,28 @@ func du(t *testing.T, name string) int64 {
 		t.Fatal(err)
 	}
 	return st.Blocks * 512
+}
+
+// mapData sums the lengths qemu-img map reports as data stored in name
+// itself (depth 0).
+func mapData(t *testing.T, name, format string) int64 {
+	t.Helper()
+	out := testutil.MustRun(t, "qemu-img", "map", "-f", format, "--output=json", name)
+	var entries []struct {
+		Length int64 `json:"length"`
+		Depth  int   `json:"depth"`
+		Data   bool  `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(out), &entries); err != nil {
+		t.Fatalf("qemu-img map %s: %v", name, err)
+	}
+	var n int64
+	for _, e := range entries {
+		if e.Depth == 0 && e.Data {
+			n += e.Length
+		}
+	}
+	return n
 }
 
 // checkSame asserts that qemu-img compare finds src and out identical and,
@@ -118,6 +141,9 @@ func TestConvertMatchesQemuImg(t *testing.T) {
 			checkSame(t, c.src, out, c.outFmt)
 			if got, want := du(t, out), du(t, ref); got > want {
 				t.Errorf("thinblk's output occupies %d bytes, qemu-img's %d", got, want)
+			}
+			if got, want := mapData(t, out, c.outFmt), mapData(t, ref, c.outFmt); got > want {
+				t.Errorf("qemu-img map: thinblk's output stores %d bytes of data, qemu-img's %d", got, want)
 			}
 			if c.backing {
 				// Only what differs from the backing file is in the overlay.
