@@ -124,15 +124,20 @@ func (m *mapper) entry(e block.Extent) MapEntry {
 		Zero:    e.Status&block.Zero != 0,
 		Data:    e.Status&block.Data != 0,
 	}
-	switch {
-	case e.Depth > 0 && e.Depth < len(m.nodes) && e.Off >= m.nodes[e.Depth].Size():
+	if e.Depth > 0 && e.Depth < len(m.nodes) && e.Off >= m.nodes[e.Depth].Size() {
 		// Past the end of a shorter backing node: qemu says the layer
 		// above reads zeros there without having it allocated.
 		me.Depth, me.Present, me.Zero, me.Data = e.Depth-1, false, true, false
-	case !me.Present:
+		return me
+	}
+	if !me.Present {
 		// Unallocated in the whole chain: reads as zeros.
 		me.Zero = true
-	case e.HostOffset >= 0 && e.Status&block.Compressed == 0:
+	}
+	// A host offset is shown whenever the layer knows one, even for a run
+	// it does not describe (an extended-L2 cluster with unallocated
+	// subclusters), but never for compressed data.
+	if e.HostOffset >= 0 && e.Status&block.Compressed == 0 {
 		me.HasOffset, me.Offset = true, e.HostOffset
 		if e.Depth < len(m.names) {
 			me.Filename = m.names[e.Depth]

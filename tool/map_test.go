@@ -175,3 +175,17 @@ func TestGetopt(t *testing.T) {
 		}
 	}
 }
+
+func TestMapOffsetOfUnallocatedSubclusters(t *testing.T) {
+	// qemu-img shows the host offset of a run the layer does not describe
+	// when it knows one (unallocated subclusters of an allocated extended-L2
+	// cluster): present false, zero true, with "offset".
+	top := newScripted(8192, nil, ext(0, 4096, unalloc, 655360), ext(4096, 4096, dataAlloc, 659456))
+	got := runMap(t, top, true, 0, -1)
+	want := `[{ "start": 0, "length": 4096, "depth": 0, "present": false, "zero": true, "data": false, "offset": 655360},
+{ "start": 4096, "length": 4096, "depth": 0, "present": true, "zero": false, "data": true, "offset": 659456}]
+`
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
