@@ -79,6 +79,11 @@ func (l layout) each(off, n int64, fn func(i int, srcOff, dstOff, n int64) error
 	return nil
 }
 
+// statusWindow bounds one status query. Drivers may do work in proportion
+// to the length asked (qcow2 decodes the L2 entries of the range), and the
+// planner merges consecutive runs anyway.
+const statusWindow = 64 << 20
+
 // planner walks the sources' status and cuts it into items.
 type planner struct {
 	s       *settings
@@ -101,7 +106,7 @@ func (p *planner) run(ctx context.Context) error {
 				return err
 			}
 			srcOff := src.Off + pos
-			e, err := block.ChainStatus(src.Node, srcOff, src.Len-pos, src.Base)
+			e, err := block.ChainStatus(src.Node, srcOff, min(src.Len-pos, statusWindow), src.Base)
 			if err != nil {
 				return &block.OpError{Op: "block-status", Node: sourceName(src), Off: srcOff, Len: src.Len - pos, Err: err}
 			}
