@@ -34,10 +34,6 @@ func (s *session) scsiCommand(p *pdu) error {
 		s.reject(p, rejectProtocolError)
 		return protoErr("data with a SCSI command without the W bit")
 	}
-	if _, dup := s.pending[t.itt]; dup {
-		s.reject(p, rejectProtocolError)
-		return protoErr("ITT 0x%x reused while its command collects data", t.itt)
-	}
 	s.mu.Lock()
 	s.inflight++
 	s.mu.Unlock()
@@ -47,7 +43,7 @@ func (s *session) scsiCommand(p *pdu) error {
 	}
 	imm := len(p.data)
 	if !s.params.immediateData && imm > 0 || imm > s.params.firstBurst || int64(imm) > int64(t.edtl) {
-		s.dropTask(t)
+		s.freeSlot()
 		s.reject(p, rejectProtocolError)
 		return protoErr("%d bytes of immediate data (EDTL %d, FirstBurstLength %d)", imm, t.edtl, s.params.firstBurst)
 	}
@@ -75,26 +71,77 @@ func (s *session) scsiCommand(p *pdu) error {
 		s.execute(t)
 		return nil
 	}
-	t.buf = scsi.GetBuffer(int(t.collect))
-	copy(*t.buf, p.data[:min(int64(imm), t.collect)])
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if _, dup := s.pending[t.itt]; dup {
+		s.dropTaskLocked(t)
+		s.reject(p, rejectProtocolError)
+		return protoErr("ITT 0x%x reused while its command collects data", t.itt)
+	}
+	// Unsolicited data is the immediate data only (InitialR2T=Yes).
 	t.received = int64(imm)
 	t.seqEnd = t.received
-	if !s.params.initialR2T {
-		t.seqEnd = min(int64(s.params.firstBurst), int64(t.edtl))
-	}
-	if t.received >= t.collect {
-		s.execute(t)
+	imm64 := min(int64(imm), t.collect)
+	if s.collecting > 0 && s.collecting+t.collect > collectBudget {
+		// Over the session's budget: keep the immediate data and solicit
+		// the rest once running commands have freed their buffers.
+		t.imm = append([]byte(nil), p.data[:imm64]...)
+		s.pending[t.itt] = t
+		s.deferred = append(s.deferred, t)
 		return nil
 	}
-	s.pending[t.itt] = t
-	if t.received == t.seqEnd {
-		s.sendR2T(t)
-	}
+	s.startLocked(t, p.data[:imm64])
 	return nil
 }
 
-// sendR2T solicits the next burst of a write task.
-func (s *session) sendR2T(t *task) {
+// startLocked gives a write task its buffer, with the immediate data, and
+// runs it or solicits the rest.
+// Preconditions: s.cmu held; t counts in s.inflight.
+func (s *session) startLocked(t *task, imm []byte) {
+	t.buf = scsi.GetBuffer(int(t.collect))
+	copy(*t.buf, imm)
+	s.collecting += t.collect
+	if t.received >= t.collect {
+		delete(s.pending, t.itt)
+		s.execute(t)
+		return
+	}
+	s.pending[t.itt] = t
+	if t.received == t.seqEnd {
+		s.sendR2TLocked(t)
+	}
+}
+
+// startDeferredLocked starts deferred write tasks, oldest first, while the
+// collection budget allows (one task may always run alone).
+// Preconditions: s.cmu held.
+func (s *session) startDeferredLocked() {
+	for len(s.deferred) > 0 {
+		t := s.deferred[0]
+		if s.collecting > 0 && s.collecting+t.collect > collectBudget {
+			return
+		}
+		s.deferred = s.deferred[1:]
+		imm := t.imm
+		t.imm = nil
+		s.startLocked(t, imm)
+	}
+}
+
+// releaseBuffer frees a task's Data-Out buffer and its share of the
+// collection budget, which may start deferred tasks.
+func (s *session) releaseBuffer(t *task) {
+	scsi.PutBuffer(t.buf)
+	t.buf = nil
+	s.cmu.Lock()
+	s.collecting -= t.collect
+	s.startDeferredLocked()
+	s.cmu.Unlock()
+}
+
+// sendR2TLocked solicits the next burst of a write task.
+// Preconditions: s.cmu held.
+func (s *session) sendR2TLocked(t *task) {
 	n := min(int64(s.params.maxBurst), t.collect-t.received)
 	t.ttt = s.nextTTT
 	s.nextTTT++
@@ -119,9 +166,14 @@ func (s *session) sendR2T(t *task) {
 // (a refused or ignored command) is dropped; data out of order or beyond
 // the burst it belongs to ends the session (there is no recovery at ERL 0).
 func (s *session) dataOut(p *pdu) error {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
 	t := s.pending[p.itt()]
 	if t == nil {
 		return nil
+	}
+	if t.buf == nil {
+		return protoErr("Data-Out for ITT 0x%x before its R2T", t.itt)
 	}
 	ttt, offset := p.u32(20), int64(p.u32(40))
 	n := int64(len(p.data))
@@ -143,7 +195,7 @@ func (s *session) dataOut(p *pdu) error {
 		return nil
 	}
 	if t.received == t.seqEnd {
-		s.sendR2T(t)
+		s.sendR2TLocked(t)
 	}
 	return nil
 }
@@ -175,8 +227,7 @@ func (s *session) run(t *task) {
 		luns.Execute(t.lun, c)
 	}
 	if t.buf != nil {
-		scsi.PutBuffer(t.buf)
-		t.buf = nil
+		s.releaseBuffer(t)
 	}
 	s.respond(t, c)
 }

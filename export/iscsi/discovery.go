@@ -49,11 +49,14 @@ func (s *session) textRequest(p *pdu) error {
 	o.bhs[0] = opTextResp
 	o.put32(16, p.itt())
 	if max := s.params.maxSendData; len(body) > max {
+		s.cmu.Lock()
 		s.nextTTT++
 		if s.nextTTT == reservedTag {
 			s.nextTTT = 1
 		}
-		s.text = textState{ttt: s.nextTTT, rest: body[max:]}
+		ttt := s.nextTTT
+		s.cmu.Unlock()
+		s.text = textState{ttt: ttt, rest: body[max:]}
 		body = body[:max]
 		o.bhs[1] = 0x40 // C
 		o.put32(20, s.text.ttt)

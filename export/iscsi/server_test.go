@@ -445,3 +445,95 @@ func TestServerValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteBudget: writes whose buffers would exceed the session's
+// collection budget get their R2T only when earlier writes free theirs.
+func TestWriteBudget(t *testing.T) {
+	ts := startServer(t, 256<<20, nil)
+	in := mustLogin(t, ts, "")
+	const size = maxCollect // 32 MiB: two fit in the budget, a third waits
+	send := func(itt uint32, lba uint64) {
+		var b [bhsLen]byte
+		b[0] = opSCSICmd
+		b[1] = 0xA0
+		binary.BigEndian.PutUint32(b[16:], itt)
+		binary.BigEndian.PutUint32(b[20:], size)
+		binary.BigEndian.PutUint32(b[24:], in.cmdSN)
+		in.cmdSN++
+		copy(b[32:], write16(lba, size/512))
+		if err := in.send(b, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(10, 0)
+	send(11, size/512)
+	send(12, 2*size/512)
+	r2ts := map[uint32]*pdu{}
+	for len(r2ts) < 2 {
+		p, err := in.recv()
+		if err != nil || p.opcode() != opR2T {
+			t.Fatalf("waiting for R2Ts: %v", err)
+		}
+		r2ts[p.itt()] = p
+	}
+	if r2ts[10] == nil || r2ts[11] == nil {
+		t.Fatalf("R2Ts for %v, want ITTs 10 and 11", r2ts)
+	}
+	in.nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if p, err := in.recv(); err == nil {
+		t.Fatalf("got opcode %#x for ITT %d while over budget", p.opcode(), p.itt())
+	}
+	in.nc.SetDeadline(time.Now().Add(20 * time.Second))
+	in.pr.r.Reset(in.nc) // the timed-out read left the reader in error
+	// Answer ITT 10's bursts until it completes.
+	data := make([]byte, 256<<10)
+	p := r2ts[10]
+	for {
+		off, n := p.u32(40), int(p.u32(44))
+		for sent := 0; sent < n; {
+			k := min(in.maxSend, n-sent)
+			var d [bhsLen]byte
+			d[0] = opDataOut
+			if sent+k == n {
+				d[1] = 0x80
+			}
+			binary.BigEndian.PutUint32(d[16:], 10)
+			copy(d[20:24], p.bhs[20:24])
+			binary.BigEndian.PutUint32(d[40:], off+uint32(sent))
+			if err := in.send(d, data[:k]); err != nil {
+				t.Fatal(err)
+			}
+			sent += k
+		}
+		var err error
+		if p, err = in.recv(); err != nil {
+			t.Fatal(err)
+		}
+		if p.opcode() != opR2T || p.itt() != 10 {
+			break
+		}
+	}
+	// The response for ITT 10 and the R2T for ITT 12 follow, in either
+	// order (the buffer is freed before the status is sent).
+	gotResp, gotR2T := false, false
+	for {
+		switch {
+		case p.opcode() == opSCSIResp && p.itt() == 10:
+			if p.bhs[3] != 0 {
+				t.Fatalf("ITT 10 status %#x", p.bhs[3])
+			}
+			gotResp = true
+		case p.opcode() == opR2T && p.itt() == 12:
+			gotR2T = true
+		default:
+			t.Fatalf("opcode %#x ITT %d after ITT 10's data", p.opcode(), p.itt())
+		}
+		if gotResp && gotR2T {
+			return
+		}
+		var err error
+		if p, err = in.recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

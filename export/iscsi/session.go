@@ -22,6 +22,12 @@ const cmdWindow = 64
 // transfers are refused by the SCSI layer's MAXIMUM TRANSFER LENGTH anyway.
 const maxCollect = 32 << 20
 
+// collectBudget bounds the Data-Out buffers of one session: a write that
+// would exceed it waits for its R2T until running commands free theirs.
+// With immediate data bounded by FirstBurstLength, a session holds at most
+// collectBudget + cmdWindow*FirstBurstLength bytes of write data.
+const collectBudget = 64 << 20
+
 // session is one connection, which is one session at ERL 0.
 type session struct {
 	srv *Server
@@ -55,10 +61,13 @@ type session struct {
 	out  chan *outPDU
 	quit chan struct{} // closed when the writer must stop
 
-	// Reader-owned state.
-	pending map[uint32]*task // write tasks collecting Data-Out, by ITT
-	nextTTT uint32
-	text    textState
+	cmu        sync.Mutex       // guards the Data-Out collection state below and in tasks
+	pending    map[uint32]*task // write tasks collecting Data-Out, by ITT
+	deferred   []*task          // pending tasks waiting for collection budget, oldest first
+	collecting int64            // bytes of Data-Out buffers held by tasks
+	nextTTT    uint32
+
+	text textState // reader-owned
 }
 
 // task is one SCSI command.
@@ -70,9 +79,10 @@ type task struct {
 	edtl     uint32
 	read     bool
 	write    bool
-	expected int64 // Data-Out length the CDB asks for
-	collect  int64 // Data-Out bytes kept: min(expected, EDTL)
-	mismatch bool  // EDTL differs from expected and the command cannot be truncated
+	imm      []byte // immediate data of a deferred task
+	expected int64  // Data-Out length the CDB asks for
+	collect  int64  // Data-Out bytes kept: min(expected, EDTL)
+	mismatch bool   // EDTL differs from expected and the command cannot be truncated
 	buf      *[]byte
 	received int64
 	seqEnd   int64 // end of the current unsolicited burst or R2T
@@ -125,9 +135,12 @@ func (s *session) serve() {
 	// Let running commands finish and queue their responses, then stop
 	// the writer once it has sent them.
 	s.executing.Wait()
+	s.cmu.Lock()
+	s.deferred = nil
 	for _, t := range s.pending {
-		s.dropTask(t)
+		s.dropTaskLocked(t)
 	}
+	s.cmu.Unlock()
 	s.enqueue(&outPDU{after: func() {}}) // a marker: everything before it is written
 	close(s.quit)
 	<-writerDone
@@ -391,9 +404,13 @@ func (s *session) taskManagement(p *pdu) error {
 	switch function {
 	case 1: // ABORT TASK
 		rtt := p.u32(20)
-		if t := s.pending[rtt]; t != nil {
-			s.dropTask(t)
-		} else {
+		s.cmu.Lock()
+		t := s.pending[rtt]
+		if t != nil {
+			s.dropTaskLocked(t)
+		}
+		s.cmu.Unlock()
+		if t == nil {
 			s.waitTasks(func(t *task) bool { return t.itt == rtt })
 		}
 	case 2, 4, 5: // ABORT TASK SET, CLEAR TASK SET, LUN RESET
@@ -401,19 +418,13 @@ func (s *session) taskManagement(p *pdu) error {
 			response = 2 // LUN does not exist
 			break
 		}
-		for _, t := range s.pending {
-			if t.lun == lun {
-				s.dropTask(t)
-			}
-		}
+		s.dropTasks(func(t *task) bool { return t.lun == lun })
 		s.waitTasks(func(t *task) bool { return t.lun == lun })
 		if function == 5 {
 			s.target.LUNs.LU(lun).Reset()
 		}
 	case 6, 7: // TARGET WARM RESET, TARGET COLD RESET
-		for _, t := range s.pending {
-			s.dropTask(t)
-		}
+		s.dropTasks(func(*task) bool { return true })
 		s.waitTasks(func(*task) bool { return true })
 		if s.target != nil {
 			s.forEachLU(func(lu *scsi.LU) { lu.Reset() })
@@ -456,16 +467,41 @@ func (s *session) waitTasks(match func(*task) bool) {
 	}
 }
 
-// dropTask forgets a task collecting Data-Out; it gets no response.
-func (s *session) dropTask(t *task) {
-	delete(s.pending, t.itt)
+// dropTasks forgets the tasks collecting Data-Out that match.
+func (s *session) dropTasks(match func(*task) bool) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	for _, t := range s.pending {
+		if match(t) {
+			s.dropTaskLocked(t)
+		}
+	}
+}
+
+// dropTaskLocked forgets a task collecting Data-Out (or deferred); it gets
+// no response. Its buffer and budget are freed, which may start deferred
+// tasks.
+// Preconditions: s.cmu held.
+func (s *session) dropTaskLocked(t *task) {
+	if s.pending[t.itt] == t {
+		delete(s.pending, t.itt)
+	}
+	for i, d := range s.deferred {
+		if d == t {
+			s.deferred = append(s.deferred[:i], s.deferred[i+1:]...)
+			break
+		}
+	}
+	t.imm = nil
 	if t.buf != nil {
 		scsi.PutBuffer(t.buf)
 		t.buf = nil
+		s.collecting -= t.collect
 	}
 	s.mu.Lock()
 	s.inflight--
 	s.mu.Unlock()
+	s.startDeferredLocked()
 }
 
 // forEachLU calls fn for every LU of the session's target.
