@@ -165,7 +165,7 @@ func (w *worker) zeroOverBacking(off, n int64) error {
 			e.stats.skipped.Add(end - off)
 			return nil
 		}
-		ext, err := block.ChainStatus(b, off, min(end, b.Size())-off, nil)
+		ext, err := block.ChainStatus(b, off, min(end, b.Size(), off+statusWindow)-off, nil)
 		if err != nil {
 			return &block.OpError{Op: "block-status", Node: "backing", Off: off, Len: end - off, Err: err}
 		}

@@ -28,6 +28,10 @@ type CompareOptions struct {
 // compareChunk is the size of one read while comparing.
 const compareChunk = 2 << 20
 
+// statusWindow bounds one status query: drivers may work in proportion to
+// the length asked (qcow2 decodes the L2 entries of the range).
+const statusWindow = 64 << 20
+
 // compareSector is the unit in which qemu-img compare reports offsets.
 const compareSector = 512
 
@@ -116,7 +120,7 @@ func strictStatus(s block.Status) block.Status {
 func (c *comparer) compare(off, n int64) (int64, error) {
 	end := off + n
 	for off < end {
-		ea, err := block.ChainStatus(c.a, off, end-off, nil)
+		ea, err := block.ChainStatus(c.a, off, min(end-off, statusWindow), nil)
 		if err != nil {
 			return 0, &block.OpError{Op: "block-status", Node: c.nameA, Off: off, Len: end - off, Err: err}
 		}
@@ -156,7 +160,7 @@ func (c *comparer) compare(off, n int64) (int64, error) {
 func (c *comparer) checkZero(d block.Driver, name string, off, n int64) (int64, error) {
 	end := off + n
 	for off < end {
-		e, err := block.ChainStatus(d, off, end-off, nil)
+		e, err := block.ChainStatus(d, off, min(end-off, statusWindow), nil)
 		if err != nil {
 			return 0, &block.OpError{Op: "block-status", Node: name, Off: off, Len: end - off, Err: err}
 		}

@@ -223,7 +223,7 @@ func readsZeros(d block.Driver) bool {
 		return false
 	}
 	for off := int64(0); off < d.Size(); {
-		e, err := d.BlockStatus(off, d.Size()-off)
+		e, err := d.BlockStatus(off, min(d.Size()-off, statusWindow))
 		if err != nil || e.Len <= 0 || e.Status&block.Zero == 0 {
 			return false
 		}

@@ -185,7 +185,7 @@ func dataClusters(d block.Driver, cs int64) (int64, error) {
 	var required int64
 	size := d.Size()
 	for off := int64(0); off < size; {
-		e, err := block.ChainStatus(d, off, size-off, nil)
+		e, err := block.ChainStatus(d, off, min(size-off, statusWindow), nil)
 		if err != nil {
 			return 0, &block.OpError{Op: "block-status", Node: "input", Off: off, Len: size - off, Err: err}
 		}

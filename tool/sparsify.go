@@ -104,7 +104,7 @@ func SparsifyInPlace(name, format string) (SparsifyResult, error) {
 	buf := make([]byte, sparsifyChunk)
 	size := d.Size()
 	for off := int64(0); off < size; {
-		e, err := d.BlockStatus(off, size-off)
+		e, err := d.BlockStatus(off, min(size-off, statusWindow))
 		if err != nil {
 			return r, &block.OpError{Op: "block-status", Node: name, Off: off, Len: size - off, Err: err}
 		}
