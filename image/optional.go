@@ -19,3 +19,19 @@ type (
 		DirtyFlag() bool
 	}
 )
+
+// SnapshotLister is implemented by formats with internal snapshots (qcow2)
+// to list them for `info`.
+type SnapshotLister interface {
+	SnapshotList() []SnapshotInfo
+}
+
+// SnapshotInfo describes one internal snapshot, with qemu's fields.
+type SnapshotInfo struct {
+	ID, Name    string
+	VMStateSize uint64 // bytes of saved VM state
+	DateSec     int64  // creation time, Unix seconds
+	DateNsec    int64  // and nanoseconds
+	VMClockNsec uint64 // guest clock at creation, nanoseconds
+	ICount      int64  // instruction count; -1 when not recorded
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
@@ -27,6 +28,7 @@ type InfoOptions struct {
 // names (and their order as qemu 7.2 prints them) plus thinblk's
 // highest-allocated-offset.
 type ImageInfo struct {
+	Snapshots              []SnapshotJSON  `json:"snapshots,omitempty"`
 	BackingFilenameFormat  string          `json:"backing-filename-format,omitempty"`
 	VirtualSize            int64           `json:"virtual-size"`
 	Filename               string          `json:"filename"`
@@ -40,6 +42,19 @@ type ImageInfo struct {
 	DirtyFlag              bool            `json:"dirty-flag"`
 
 	specific any // Info.Specific, for human output
+}
+
+// SnapshotJSON is one entry of qemu-img info's "snapshots", fields in qemu
+// 7.2's order.
+type SnapshotJSON struct {
+	ICount      *int64 `json:"icount,omitempty"`
+	VMClockNsec uint64 `json:"vm-clock-nsec"`
+	Name        string `json:"name"`
+	DateSec     int64  `json:"date-sec"`
+	DateNsec    int64  `json:"date-nsec"`
+	VMClockSec  uint64 `json:"vm-clock-sec"`
+	ID          string `json:"id"`
+	VMStateSize uint64 `json:"vm-state-size"`
 }
 
 // FormatSpecific is qemu-img info's "format-specific" object.
@@ -146,6 +161,19 @@ func describe(name, format string, opts map[string]string) (ImageInfo, error) {
 	if df, ok := block.As[image.DirtyFlagger](d); ok {
 		in.DirtyFlag = df.DirtyFlag()
 	}
+	if sl, ok := block.As[image.SnapshotLister](d); ok {
+		for _, sn := range sl.SnapshotList() {
+			js := SnapshotJSON{
+				VMClockNsec: sn.VMClockNsec % 1e9, Name: sn.Name, DateSec: sn.DateSec, DateNsec: sn.DateNsec,
+				VMClockSec: sn.VMClockNsec / 1e9, ID: sn.ID, VMStateSize: sn.VMStateSize,
+			}
+			if sn.ICount >= 0 {
+				ic := sn.ICount
+				js.ICount = &ic
+			}
+			in.Snapshots = append(in.Snapshots, js)
+		}
+	}
 	if bf, ok := block.As[image.BackingFiler](d); ok {
 		if bname, bfmt := bf.BackingFile(); bname != "" {
 			in.BackingFilename = bname
@@ -171,6 +199,9 @@ func writeHumanInfo(w io.Writer, in ImageInfo) {
 	if in.ClusterSize > 0 {
 		fmt.Fprintf(w, "cluster_size: %d\n", in.ClusterSize)
 	}
+	if in.DirtyFlag {
+		fmt.Fprintf(w, "cleanly shut down: no\n")
+	}
 	if in.BackingFilename != "" {
 		if in.FullBackingFilename != in.BackingFilename {
 			fmt.Fprintf(w, "backing file: %s (actual path: %s)\n", in.BackingFilename, in.FullBackingFilename)
@@ -181,13 +212,30 @@ func writeHumanInfo(w io.Writer, in ImageInfo) {
 			fmt.Fprintf(w, "backing file format: %s\n", in.BackingFilenameFormat)
 		}
 	}
-	if in.DirtyFlag {
-		fmt.Fprintf(w, "dirty flag: yes\n")
+	if len(in.Snapshots) > 0 {
+		writeSnapshotList(w, in.Snapshots)
 	}
 	if hf, ok := in.specific.(HumanFielder); ok {
 		fmt.Fprintf(w, "Format specific information:\n")
 		for _, kv := range hf.HumanFields() {
 			fmt.Fprintf(w, "    %s: %s\n", kv[0], kv[1])
 		}
+	}
+}
+
+// writeSnapshotList prints qemu-img info's "Snapshot list:" table (dates in
+// local time, as qemu).
+func writeSnapshotList(w io.Writer, snaps []SnapshotJSON) {
+	fmt.Fprintf(w, "Snapshot list:\n")
+	fmt.Fprintf(w, "%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT")
+	for _, sn := range snaps {
+		date := time.Unix(sn.DateSec, 0).Format("2006-01-02 15:04:05")
+		secs := sn.VMClockSec
+		clock := fmt.Sprintf("%02d:%02d:%02d.%03d", secs/3600, secs/60%60, secs%60, sn.VMClockNsec/1000000)
+		icount := ""
+		if sn.ICount != nil {
+			icount = fmt.Sprint(*sn.ICount)
+		}
+		fmt.Fprintf(w, "%-9s %-16s %8s%20s%13s%11s\n", sn.ID, sn.Name, FormatSize(int64(sn.VMStateSize)), date, clock, icount)
 	}
 }
