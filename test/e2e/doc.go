@@ -38,9 +38,18 @@
 // The test needs qemu-system-x86, linux-image-amd64, busybox-static,
 // sg3-utils, e2fsprogs, kmod and qemu-block-extra; scripts/install-e2e.sh
 // installs them (as root) and the test runs it when something is missing.
-// Without them the test skips, and fails under CI=true. Every QEMU run has
-// its own deadline; servers and QEMU are stopped by PID in t.Cleanup, and on
-// Linux they also get SIGKILL when the test process dies.
+// Without them the test skips, and fails under CI=true.
+//
+// Cleanup: every QEMU run has its own deadline (capped 20 s before go
+// test's -timeout, so the test fails cleanly rather than panicking past its
+// cleanups); QEMU and servers are stopped by PID in t.Cleanup; all files
+// live in one thinblk-e2e-* temporary folder that TestMain removes, also on
+// SIGINT/SIGTERM after killing the recorded PIDs. On Linux the children get
+// SIGKILL when the test process dies (Pdeathsig); a folder left by a killed
+// run is removed by a later run once it is two hours old.
+//
+// Anchoring cases thinblk gets wrong today are listed in knownAnchorBug and
+// logged as KNOWN BUG; THINBLK_E2E_STRICT=1 makes them fail.
 //
 // The package has no non-test code besides this comment.
 package e2e

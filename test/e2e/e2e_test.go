@@ -59,7 +59,7 @@ func TestGuestTrim(t *testing.T) {
 }
 
 func runVariant(t *testing.T, env guestEnv, v variant) {
-	image := filepath.Join(t.TempDir(), "disk."+v.format)
+	image := filepath.Join(tempDir(t), "disk."+v.format)
 	testutil.MustRun(t, "qemu-img", "create", "-q", "-f", v.format, image, strconv.Itoa(diskSize))
 
 	port := freePort(t)

@@ -20,22 +20,11 @@ type guestEnv struct {
 }
 
 var (
-	// workDir holds the initramfs; TestMain removes it.
-	workDir string
-
 	envOnce sync.Once
 	env     guestEnv
 	envErr  error // a missing tool or kernel: skip (fail under CI=true)
 	envFail error // a broken build: always fail
 )
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if workDir != "" {
-		os.RemoveAll(workDir)
-	}
-	os.Exit(code)
-}
 
 // e2eTools are the programs the harness needs on the host.
 var e2eTools = []string{"qemu-system-x86_64", "busybox", "modprobe", "ldd", "mke2fs", "filefrag", "fstrim",
@@ -96,13 +85,7 @@ func needGuestTools(t *testing.T) guestEnv {
 			return
 		}
 		qemu, _ := lookProgram("qemu-system-x86_64")
-		dir, err := os.MkdirTemp("", "thinblk-e2e-")
-		if err != nil {
-			envFail = err
-			return
-		}
-		workDir = dir
-		initrd, err := buildInitramfs(dir, k)
+		initrd, err := buildInitramfs(workDir, k)
 		if err != nil {
 			envFail = fmt.Errorf("building the initramfs: %w", err)
 			return

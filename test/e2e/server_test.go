@@ -44,7 +44,7 @@ func freePort(t *testing.T) int {
 func startServer(t *testing.T, port int, args ...string) *server {
 	t.Helper()
 	bin := testutil.Thinblk(t)
-	logPath := filepath.Join(t.TempDir(), "server.log")
+	logPath := filepath.Join(tempDir(t), "server.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -53,14 +53,13 @@ func startServer(t *testing.T, port int, args ...string) *server {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
+	if err := startTracked(cmd); err != nil {
 		logFile.Close()
 		t.Fatalf("start thinblk %s: %v", strings.Join(args, " "), err)
 	}
 	s := &server{t: t, cmd: cmd, port: port, logPath: logPath, done: make(chan struct{})}
 	go func() {
-		s.waitErr = cmd.Wait()
+		s.waitErr = waitTracked(cmd)
 		logFile.Close()
 		close(s.done)
 	}()

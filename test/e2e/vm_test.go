@@ -86,10 +86,18 @@ func bootGuest(t *testing.T, env guestEnv, cfg vmConfig) *guest {
 	for _, d := range cfg.Devices {
 		args = append(args, "-device", d)
 	}
+	// Stop before go test's own -timeout would panic past every cleanup.
+	if d, ok := t.Deadline(); ok {
+		if left := time.Until(d) - 20*time.Second; left < cfg.Timeout {
+			if left < 30*time.Second {
+				t.Fatalf("only %v left before go test's -timeout: not enough for a guest", time.Until(d).Round(time.Second))
+			}
+			cfg.Timeout = left
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	cmd := exec.CommandContext(ctx, env.qemu, args...)
-	dieWithParent(cmd)
-	logPath := filepath.Join(t.TempDir(), "console.log")
+	logPath := filepath.Join(tempDir(t), "console.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		cancel()
@@ -107,7 +115,7 @@ func bootGuest(t *testing.T, env guestEnv, cfg vmConfig) *guest {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(logFile, "# %s %s\n", env.qemu, strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
+	if err := startTracked(cmd); err != nil {
 		cancel()
 		t.Fatalf("start %s: %v", env.qemu, err)
 	}
@@ -178,7 +186,7 @@ func (g *guest) readConsole(stdout io.Reader, log io.Writer) {
 		}
 		g.send(ev)
 	}
-	err := g.cmd.Wait()
+	err := waitTracked(g.cmd)
 	msg := "exit status 0"
 	if err != nil {
 		msg = err.Error()
