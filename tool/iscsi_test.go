@@ -3,7 +3,9 @@ package tool
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,9 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thinblk/thinblk/block"
 	_ "github.com/thinblk/thinblk/format/qcow2"
 	_ "github.com/thinblk/thinblk/format/raw"
+	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/testutil"
+	"github.com/thinblk/thinblk/scsi"
 )
 
 // serveISCSI runs tool.ISCSI in the background on a random port and
@@ -184,5 +189,66 @@ func TestISCSIOptionErrors(t *testing.T) {
 		if err := ISCSI(context.Background(), o); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
+	}
+}
+
+// TestISCSIAnchoredQcow2: a qcow2 zero cluster that keeps its host cluster
+// is reported as anchored by GET LBA STATUS, a discarded one as
+// deallocated, data as mapped.
+func TestISCSIAnchoredQcow2(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io")
+	name := filepath.Join(t.TempDir(), "disk.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", name, "4M").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 1 0 1M", "-c", "write -z 0 64k",
+		"-c", "discard 64k 64k", name).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	d, err := image.Open(name, image.Options{Format: "qcow2", ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	lu, err := scsi.New(d, scsi.Config{BlockSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdb := make([]byte, 16)
+	cdb[0], cdb[1] = 0x9E, 0x12
+	binary.BigEndian.PutUint32(cdb[10:], 4096)
+	c := &scsi.Command{CDB: cdb}
+	lu.Execute(c)
+	if c.Status != 0 {
+		t.Fatalf("GET LBA STATUS: status %#x sense % x", c.Status, c.Sense)
+	}
+	var got []string
+	for p := c.DataIn[8:]; len(p) >= 16; p = p[16:] {
+		got = append(got, fmt.Sprintf("%d+%d:%d", binary.BigEndian.Uint64(p), binary.BigEndian.Uint32(p[8:]), p[12]))
+	}
+	// 4 KiB blocks: 16 anchored, 16 deallocated, 224 mapped, the rest deallocated.
+	want := []string{"0+16:2", "16+16:1", "32+224:0", "256+768:1"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("GET LBA STATUS runs %v, want %v", got, want)
+	}
+}
+
+// TestISCSILBPRZRefusedOnBlockDevice: a block device's discard does not
+// promise zeros, so lbprz=1 is refused at start.
+func TestISCSILBPRZRefusedOnBlockDevice(t *testing.T) {
+	testutil.NeedRoot(t)
+	name := filepath.Join(t.TempDir(), "backing.raw")
+	if err := os.WriteFile(name, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(name, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	dev := testutil.LoopDevice(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := ISCSI(ctx, ISCSIOptions{LUNs: []string{"raw:" + dev}, LBPRZ: true, Discard: "unmap", Portal: "127.0.0.1:0"})
+	if err == nil || !errors.Is(err, block.ErrNotSupported) {
+		t.Fatalf("lbprz=1 on %s: %v", dev, err)
 	}
 }
