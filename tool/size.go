@@ -50,8 +50,13 @@ func ParseSize(s string) (int64, error) {
 		}
 		return int64(v) * mult, nil
 	}
+	// Only digits and one '.' reach big.Rat: no exponents or fractions
+	// ("1e999999999" would take forever), and at most 40 characters.
+	if len(num) > 40 || strings.Count(num, ".") > 1 || strings.Trim(num, "0123456789.") != "" || num == "." {
+		return 0, bad
+	}
 	r, ok := new(big.Rat).SetString(num)
-	if !ok || strings.ContainsAny(num, "eE/") {
+	if !ok {
 		return 0, bad
 	}
 	r.Mul(r, new(big.Rat).SetInt64(mult))
