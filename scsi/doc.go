@@ -29,6 +29,15 @@
 // part of the configuration; [New] refuses LBPRZ=1 when the node cannot
 // deallocate and guarantee zeros.
 //
+// # Reservations
+//
+// RESERVE/RELEASE (SPC-2) and persistent reservations (PERSISTENT RESERVE
+// IN/OUT: register, reserve, release, clear, preempt, all six types, LU
+// scope) are kept per LU and per I_T nexus, named by [Command.Initiator].
+// Transports call [LU.NexusLost] when a session ends and [LU.Reset] on a
+// LOGICAL UNIT RESET; persistent state lasts as long as the LU (APTPL is not
+// supported).
+//
 // # Concurrency
 //
 // Execute may be called from many goroutines at once. Commands that change
