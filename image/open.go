@@ -29,6 +29,9 @@ const MaxChainDepth = 256
 // discard and detect-zeroes policy of o. Closing it closes the whole chain.
 // Errors are *block.OpError with Op "open" wrapping the cause.
 func Open(name string, o Options) (block.Driver, error) {
+	if name == "" {
+		return nil, &block.OpError{Op: "open", Node: `""`, Err: reasonf(block.ErrInvalid, "empty image name")}
+	}
 	return openChain(name, o, map[string]bool{}, 0)
 }
 

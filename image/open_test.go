@@ -182,6 +182,7 @@ func TestOpenErrors(t *testing.T) {
 		{img, Options{Cache: "sometimes"}, "invalid cache mode", block.ErrInvalid},
 		{img, Options{Discard: "maybe"}, "", block.ErrInvalid},
 		{"gopher://host/x", Options{}, `unknown protocol "gopher"`, block.ErrNotSupported},
+		{"", Options{}, "empty image name", block.ErrInvalid},
 	}
 	for _, c := range cases {
 		d, err := Open(c.name, c.o)
@@ -194,7 +195,7 @@ func TestOpenErrors(t *testing.T) {
 		if !strings.Contains(msg, c.want) || !errors.Is(err, c.target) || strings.Contains(msg, "\n") {
 			t.Errorf("Open(%q, %+v) = %q; want one line containing %q matching %v", c.name, c.o, msg, c.want, c.target)
 		}
-		if !strings.HasPrefix(msg, "open "+c.name+": ") {
+		if c.name != "" && !strings.HasPrefix(msg, "open "+c.name+": ") {
 			t.Errorf("Open(%q) error %q does not start with \"open NAME: \"", c.name, msg)
 		}
 	}
