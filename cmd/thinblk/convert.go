@@ -33,6 +33,9 @@ of BACKING and copies only what differs from it.`,
 			if o.Options, err = parseOptionFlags(optFlags); err != nil {
 				return err
 			}
+			if o.Parallel < 1 || o.Parallel > 64 {
+				return &usageError{cmd: c.CommandPath(), err: errors.New("-m: the number of requests in flight must be between 1 and 64")}
+			}
 			o.SparseSize = -1
 			if c.Flags().Changed("sparse-size") {
 				if o.SparseSize, err = tool.ParseSize(sparse); err != nil {
