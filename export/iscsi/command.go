@@ -149,6 +149,7 @@ func (s *session) sendR2TLocked(t *task) {
 		s.nextTTT = 1
 	}
 	t.seqEnd = t.received + n
+	t.dataSN = 0 // DataSN counts the Data-Out PDUs of each burst from 0
 	o := &outPDU{seq: seqPeek}
 	o.bhs[0] = opR2T
 	o.bhs[1] = 0x80
@@ -182,12 +183,15 @@ func (s *session) dataOut(p *pdu) error {
 		return protoErr("Data-Out at offset %d, expected %d", offset, t.received)
 	case ttt != reservedTag && ttt != t.ttt:
 		return protoErr("Data-Out with unknown TTT 0x%x", ttt)
+	case p.u32(36) != t.dataSN:
+		return protoErr("Data-Out DataSN %d, expected %d", p.u32(36), t.dataSN)
 	case n > t.seqEnd-t.received:
 		return protoErr("Data-Out of %d bytes beyond the burst ending at %d", n, t.seqEnd)
 	}
 	if offset < t.collect {
 		copy((*t.buf)[offset:t.collect], p.data)
 	}
+	t.dataSN++
 	t.received += n
 	if t.received >= t.collect {
 		delete(s.pending, t.itt)

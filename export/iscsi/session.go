@@ -88,6 +88,7 @@ type task struct {
 	seqEnd   int64 // end of the current unsolicited burst or R2T
 	ttt      uint32
 	r2tSN    uint32
+	dataSN   uint32 // next DataSN expected in the current burst
 }
 
 func newSession(srv *Server, nc net.Conn) *session {
