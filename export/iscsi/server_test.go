@@ -490,7 +490,7 @@ func TestWriteBudget(t *testing.T) {
 	p := r2ts[10]
 	for {
 		off, n := p.u32(40), int(p.u32(44))
-		for sent := 0; sent < n; {
+		for sent, sn := 0, uint32(0); sent < n; sn++ {
 			k := min(in.maxSend, n-sent)
 			var d [bhsLen]byte
 			d[0] = opDataOut
@@ -499,6 +499,7 @@ func TestWriteBudget(t *testing.T) {
 			}
 			binary.BigEndian.PutUint32(d[16:], 10)
 			copy(d[20:24], p.bhs[20:24])
+			binary.BigEndian.PutUint32(d[36:], sn)
 			binary.BigEndian.PutUint32(d[40:], off+uint32(sent))
 			if err := in.send(d, data[:k]); err != nil {
 				t.Fatal(err)
