@@ -538,3 +538,62 @@ func TestWriteBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestSeveralTargetsAndLUNs: two targets with their own LUNs; REPORT LUNS
+// and SendTargets see each as configured, and I/O reaches the right node.
+func TestSeveralTargetsAndLUNs(t *testing.T) {
+	nodes := []*mem.Node{mem.New(1 << 20), mem.New(2 << 20), mem.New(4 << 20)}
+	mk := func(ns ...*mem.Node) *scsi.Target {
+		tg := scsi.NewTarget()
+		for i, n := range ns {
+			lu, err := scsi.New(n, scsi.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg.Add(uint64(i), lu)
+		}
+		return tg
+	}
+	srv := &Server{
+		Targets: []*Target{{Name: testIQN + "-a", LUNs: mk(nodes[0], nodes[1])}, {Name: testIQN + "-b", LUNs: mk(nodes[2])}},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	addr := l.Addr().String()
+
+	reportLUNs := []byte{0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}
+	a := dialInitiator(t, addr)
+	if st := a.login(testIQN+"-a", nil, ""); st != 0 {
+		t.Fatalf("login a: %#x", st)
+	}
+	res, err := a.command(0, reportLUNs, nil, 256, true)
+	if err != nil || res.status != 0 || binary.BigEndian.Uint32(res.data) != 16 {
+		t.Fatalf("REPORT LUNS on a: %v % x", err, res.data)
+	}
+	if _, err := a.command(1, write16(0, 1), bytes.Repeat([]byte{0xEE}, 512), 512, false); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 512)
+	nodes[1].Pread(got, 0)
+	if got[0] != 0xEE {
+		t.Fatal("a write to target a LUN 1 did not reach its node")
+	}
+	// LUN 1 does not exist on target b.
+	b := dialInitiator(t, addr)
+	if st := b.login(testIQN+"-b", nil, ""); st != 0 {
+		t.Fatalf("login b: %#x", st)
+	}
+	res, err = b.command(1, read16(0, 1), nil, 512, true)
+	if err != nil || res.status != 2 || len(res.sense) < 14 || res.sense[12] != 0x25 {
+		t.Fatalf("READ on a LUN target b lacks: %v status %#x sense % x", err, res.status, res.sense)
+	}
+	res, err = b.command(0, read16(0, 1), nil, 512, true)
+	if err != nil || res.status != 0 || res.data[0] != 0 {
+		t.Fatalf("target b LUN 0: %v", err)
+	}
+}
