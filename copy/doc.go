@@ -31,10 +31,12 @@
 // # Concurrency and order
 //
 // Options.Parallel workers (default 8) each own one reusable buffer. Reads
-// always run in parallel. Writes run in the order of target offsets unless
-// Options.OutOfOrder is set (qemu-img convert -W); in-order writes let a
-// format that allocates at the end of its file lay clusters out in guest
-// order.
+// always run in parallel. On a target that allocates clusters (a format
+// with a cluster size, or compressed output) writes run in the order of
+// target offsets unless Options.OutOfOrder is set (qemu-img convert -W), so
+// that a format allocating at the end of its file lays clusters out in
+// guest order. On other targets (raw) the order changes nothing on disk and
+// writes run in parallel.
 //
 // # Failure
 //

@@ -53,7 +53,7 @@ type engine struct {
 
 	stats struct{ read, written, zeroed, skipped atomic.Int64 }
 
-	// ord orders writes (unless OutOfOrder) and records the first error.
+	// ord orders writes (when s.ordered) and records the first error.
 	ord struct {
 		mu   sync.Mutex // guards the fields below
 		cond *sync.Cond // signalled when next or err changes
@@ -159,7 +159,7 @@ func (e *engine) worker(ctx context.Context, cancel context.CancelFunc, items <-
 
 // write waits for the item's turn (in-order mode), then runs fn.
 func (e *engine) write(seq int64, fn func() error) error {
-	if !e.s.OutOfOrder && !e.turn(seq) {
+	if e.s.ordered && !e.turn(seq) {
 		return errStopped
 	}
 	return fn()

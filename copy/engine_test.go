@@ -125,7 +125,8 @@ func TestRunInOrderWrites(t *testing.T) {
 	src := newFake(size, nil)
 	fill(t, r, src, nil)
 	dst := newCounter(newFake(size, nil))
-	if _, err := Run(context.Background(), src, dst, Options{Parallel: 8, RequestSize: 16 << 10}); err != nil {
+	dst.cluster = 4096 // a target that allocates clusters
+	if _, err := Run(context.Background(), src, clustered{dst}, Options{Parallel: 8, RequestSize: 16 << 10}); err != nil {
 		t.Fatal(err)
 	}
 	if len(dst.writes) < 10 {
@@ -323,7 +324,8 @@ func TestRunReadErrorStops(t *testing.T) {
 	in := newCounter(src)
 	in.failReadAt = bad
 	dst := newCounter(newFake(size, nil))
-	_, err := Run(context.Background(), in, dst, Options{SourceName: "disk.img", RequestSize: 256 << 10})
+	dst.cluster = 4096 // writes are ordered on a clustered target
+	_, err := Run(context.Background(), in, clustered{dst}, Options{SourceName: "disk.img", RequestSize: 256 << 10})
 	if err == nil {
 		t.Fatal("copy succeeded over a failing read")
 	}
