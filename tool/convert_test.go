@@ -25,6 +25,8 @@ import (
 type convertFixture struct {
 	dir            string
 	raw, base, top string
+	base010        string // compat=0.10 conversion
+	compressed     string // compressed conversion
 	spec           workload.Spec
 	plan           []workload.Extent
 }
@@ -35,8 +37,9 @@ func newConvertFixture(t *testing.T) convertFixture {
 	seed := testutil.Seed(t)
 	dir := t.TempDir()
 	f := convertFixture{dir: dir, raw: filepath.Join(dir, "src.raw"), base: filepath.Join(dir, "base.qcow2"),
-		top:  filepath.Join(dir, "top.qcow2"),
-		spec: workload.Spec{Size: 48 << 20, Data: 6 << 20, Zero: 2 << 20, Seed: uint64(seed)}}
+		top: filepath.Join(dir, "top.qcow2"), base010: filepath.Join(dir, "base010.qcow2"),
+		compressed: filepath.Join(dir, "compressed.qcow2"),
+		spec:       workload.Spec{Size: 48 << 20, Data: 6 << 20, Zero: 2 << 20, Seed: uint64(seed)}}
 	var err error
 	if f.plan, err = workload.Plan(f.spec); err != nil {
 		t.Fatal(err)
@@ -45,6 +48,8 @@ func newConvertFixture(t *testing.T) convertFixture {
 		t.Fatal(err)
 	}
 	testutil.MustRun(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", f.raw, f.base)
+	testutil.MustRun(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10", f.raw, f.base010)
+	testutil.MustRun(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c", f.raw, f.compressed)
 	testutil.MustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", f.base, "-F", "qcow2", f.top)
 	testutil.MustRun(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x5c 1M 3M", "-c", "write -z 8M 2M",
 		"-c", "discard 16M 2M", "-c", "write -P 0x17 20M 300k", f.top)
@@ -118,6 +123,12 @@ func TestConvertMatchesQemuImg(t *testing.T) {
 			qemu: []string{"-c"}, o: ConvertOptions{Compress: true}},
 		{name: "qcow2-raw", src: f.base, srcFmt: "qcow2", outFmt: "raw"},
 		{name: "qcow2-qcow2", src: f.base, srcFmt: "qcow2", outFmt: "qcow2"},
+		{name: "qcow2v2-raw", src: f.base010, srcFmt: "qcow2", outFmt: "raw"},
+		{name: "qcow2v2-qcow2v2", src: f.base010, srcFmt: "qcow2", outFmt: "qcow2",
+			qemu: []string{"-o", "compat=0.10"}, o: ConvertOptions{Options: map[string]string{"compat": "0.10"}}},
+		{name: "compressed-raw", src: f.compressed, srcFmt: "qcow2", outFmt: "raw"},
+		{name: "compressed-compressed", src: f.compressed, srcFmt: "qcow2", outFmt: "qcow2",
+			qemu: []string{"-c"}, o: ConvertOptions{Compress: true}},
 		{name: "overlay-flatten-raw", src: f.top, srcFmt: "qcow2", outFmt: "raw"},
 		{name: "overlay-flatten-qcow2", src: f.top, srcFmt: "qcow2", outFmt: "qcow2", o: ConvertOptions{OutOfOrder: true}, qemu: []string{"-W"}},
 		{name: "overlay-with-backing", src: f.top, srcFmt: "qcow2", outFmt: "qcow2", backing: true},
