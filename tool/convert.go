@@ -55,9 +55,14 @@ type ConvertOptions struct {
 
 // Convert copies the images srcs, laid end to end, into dst, as qemu-img
 // convert does: dst is created (unless o.NoCreate) with the sources' total
-// size, and the copy is sparse (see package copy). Progress lines go to
-// progress; the --stats line to w. On failure after the copy started, the
-// error says the target is incomplete.
+// size, and the copy is sparse (see package copy). Zeros are skipped, not
+// written, when the target is known to read zeros: a freshly created image
+// file without backing, --target-is-zero, or an existing target whose own
+// status says it is all zeros. With -B, a source whose backing chain holds
+// the new backing file is copied only above it; otherwise what the source
+// reads is compared with the backing file and only differences are written.
+// Progress lines go to progress; the --stats line to w. On failure after
+// the copy started, the error says the target is incomplete.
 func Convert(w, progress io.Writer, srcs []string, dst string, o ConvertOptions) (err error) {
 	if len(srcs) == 0 {
 		return errors.New("convert: no source image")
@@ -140,8 +145,8 @@ func Convert(w, progress io.Writer, srcs []string, dst string, o ConvertOptions)
 			}
 			co.Backing = b
 		}
-	} else if !o.NoCreate {
-		co.TargetIsZero = true // a fresh image without backing reads zeros
+	} else if !o.NoCreate && !isDevice(dst) {
+		co.TargetIsZero = true // a fresh image file without backing reads zeros
 	} else if !co.TargetIsZero {
 		co.TargetIsZero = readsZeros(target)
 	}
@@ -230,6 +235,13 @@ func readsZeros(d block.Driver) bool {
 		off += e.Len
 	}
 	return true
+}
+
+// isDevice reports whether name is a block or character device, whose old
+// content "creating" an image on it does not clear.
+func isDevice(name string) bool {
+	st, err := os.Stat(name)
+	return err == nil && st.Mode()&os.ModeDevice != 0
 }
 
 // IsTerminal reports whether w is a character device (a terminal), for
