@@ -49,11 +49,9 @@ type Options struct {
 	TargetIsZero bool
 	// Parallel is the number of requests in flight (0 = DefaultParallel).
 	Parallel int
-	// OutOfOrder lets writes complete in any order (convert -W). Without
-	// it, writes to a target that allocates clusters (a format with a
-	// cluster size) or takes compressed clusters are issued in target
-	// order; on other targets (raw) order changes nothing on disk and
-	// writes run in parallel anyway.
+	// OutOfOrder lets writes run in parallel and complete in any order
+	// (convert -W). Without it, one write runs at a time, in target order,
+	// while reads still run in parallel.
 	OutOfOrder bool
 	// Compress writes non-zero clusters with the target's
 	// Compressor.PwriteCompressed (convert -c).
@@ -166,7 +164,7 @@ func resolve(o Options, srcs []Source, dst block.Driver) (settings, error) {
 		s.compressor = c
 		s.cluster = max(c.ClusterSize(), 1)
 	}
-	s.ordered = !o.OutOfOrder && (s.cluster > 1 || s.compressor != nil)
+	s.ordered = !o.OutOfOrder
 	s.fullyAlloc = o.SparseSize < 0
 	sparse := o.SparseSize
 	if sparse == 0 {
