@@ -105,6 +105,13 @@ func (c *conn) run(j *job) {
 	if r.Flags&nbdwire.CmdFlagFUA != 0 && e.flags&nbdwire.FlagSendFUA != 0 {
 		fua = block.FUA
 	}
+	// Slow commands do not count as busy while they run, so the replies
+	// of other requests are not held back waiting for them (see send).
+	slow := func(f func() error) error {
+		c.busy.Add(-1)
+		defer c.busy.Add(1)
+		return f()
+	}
 	var err error
 	switch r.Type {
 	case nbdwire.CmdRead:
@@ -118,12 +125,14 @@ func (c *conn) run(j *job) {
 		err = node.Pwrite(*j.payload, off, fua)
 		e.locks.unlock(h)
 	case nbdwire.CmdFlush:
-		err = node.Flush()
+		err = slow(node.Flush)
 	case nbdwire.CmdTrim:
 		if e.flags&nbdwire.FlagSendTrim != 0 && n > 0 {
-			h := e.locks.lock(off, off+n)
-			err = block.DiscardRange(node, off, n, fua)
-			e.locks.unlock(h)
+			err = slow(func() error {
+				h := e.locks.lock(off, off+n)
+				defer e.locks.unlock(h)
+				return block.DiscardRange(node, off, n, fua)
+			})
 		}
 	case nbdwire.CmdWriteZeroes:
 		flags := fua
@@ -138,9 +147,11 @@ func (c *conn) run(j *job) {
 			flags |= block.NoFallback
 		}
 		if n > 0 {
-			h := e.locks.lock(off, off+n)
-			err = block.ZeroRange(node, off, n, flags)
-			e.locks.unlock(h)
+			err = slow(func() error {
+				h := e.locks.lock(off, off+n)
+				defer e.locks.unlock(h)
+				return block.ZeroRange(node, off, n, flags)
+			})
 		}
 	case nbdwire.CmdCache:
 		// A hint: nothing to prefetch into, and success is allowed.

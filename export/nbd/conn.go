@@ -44,10 +44,15 @@ type conn struct {
 	werr  error
 	wwait atomic.Int32
 
-	jobs     chan *job // requests read and waiting for a worker
-	budget   budget
-	inflight sync.WaitGroup
-	stopped  atomic.Bool
+	// rmu guards br, hdr and endReason during transmission: workers take
+	// turns reading one request each.
+	rmu       sync.Mutex
+	hdr       []byte
+	endReason string
+	busy      atomic.Int32 // requests read and not yet answered
+
+	budget  budget
+	stopped atomic.Bool
 
 	requests atomic.Int64
 }
@@ -94,7 +99,7 @@ func (c *conn) serve() {
 	c.log.Info("nbd: client disconnected", "export", c.exp.Name, "reason", reason, "requests", c.requests.Load())
 }
 
-// job is one request handed to a worker.
+// job is one request read from the client.
 type job struct {
 	req     nbdwire.Request
 	payload *[]byte // WRITE data, from the pool
@@ -103,69 +108,104 @@ type job struct {
 	charge  int64 // budget held
 }
 
-// transmit reads requests until DISC, EOF, a protocol violation or stop,
-// then waits for the requests in flight. It returns why it ended.
+// transmit serves requests until DISC, EOF, a protocol violation or stop,
+// and returns why it ended. Server.Workers goroutines take turns reading
+// one request each (under rmu) and then run it themselves, so a request
+// is executed by the goroutine that read it, without a hand-off; up to
+// Workers requests run at once and their replies go out in any order.
 func (c *conn) transmit() string {
 	if c.stopping() {
 		c.raw.SetReadDeadline(time.Now())
 	}
-	jobs := make(chan *job, 64)
-	c.jobs = jobs
+	c.hdr = make([]byte, nbdwire.RequestSize(c.extended))
 	var workers sync.WaitGroup
 	for range c.s.workers() {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			for j := range jobs {
-				c.run(j)
-				c.inflight.Done()
-			}
+			c.serveRequests()
 		}()
 	}
-	reason := c.readLoop(jobs)
-	close(jobs)
 	workers.Wait()
 	c.wmu.Lock()
 	if c.werr == nil {
 		c.werr = c.bw.Flush()
 	}
 	c.wmu.Unlock()
-	return reason
+	return c.endReason
 }
 
-func (c *conn) readLoop(jobs chan<- *job) string {
-	hdr := make([]byte, nbdwire.RequestSize(c.extended))
-	maxPay := uint64(c.exp.maxPay)
+// serveRequests is one worker: read a request, run it, repeat.
+func (c *conn) serveRequests() {
 	for {
+		c.rmu.Lock()
+		if c.endReason != "" {
+			c.rmu.Unlock()
+			return
+		}
+		j, reason := c.readRequest()
+		if j == nil {
+			c.endReason = reason
+			c.rmu.Unlock()
+			return
+		}
+		c.busy.Add(1)
+		c.rmu.Unlock()
+		c.run(j)
+		if c.busy.Add(-1) == 0 {
+			c.flushPending()
+		}
+	}
+}
+
+// flushPending flushes replies that send left in the buffer because
+// other requests were still running when they were written.
+func (c *conn) flushPending() {
+	c.wmu.Lock()
+	if c.werr == nil && c.bw.Buffered() > 0 {
+		if c.werr = c.bw.Flush(); c.werr != nil {
+			c.raw.Close()
+		}
+	}
+	c.wmu.Unlock()
+}
+
+// readRequest reads one request (and its payload). It returns nil and the
+// reason when the connection must end.
+// Preconditions: c.rmu held.
+func (c *conn) readRequest() (*job, string) {
+	hdr := c.hdr
+	maxPay := uint64(c.exp.maxPay)
+	{
 		if _, err := io.ReadFull(c.br, hdr); err != nil {
 			if c.stopping() {
-				return "server shutdown"
+				return nil, "server shutdown"
 			}
 			if errors.Is(err, io.EOF) {
-				return "EOF"
+				return nil, "EOF"
 			}
-			return err.Error()
+			return nil, err.Error()
 		}
 		req, err := nbdwire.DecodeRequest(hdr, c.extended)
 		if err != nil {
 			c.log.Warn("nbd: protocol violation, disconnecting", "err", err.Error())
-			return "bad request magic"
+			return nil, "bad request magic"
 		}
 		c.requests.Add(1)
 		if req.Type == nbdwire.CmdDisc {
-			return "NBD_CMD_DISC"
+			return nil, "NBD_CMD_DISC"
 		}
 		j := &job{req: req}
 		if req.HasPayload(c.extended) {
 			if req.Length > maxPay {
 				if c.extended {
 					c.log.Warn("nbd: payload over the maximum, disconnecting", "length", req.Length)
-					return "oversized payload"
+					return nil, "oversized payload"
 				}
 				// A compact WRITE payload is at most 4 GiB: skip it and
 				// refuse the request; the stream stays in sync.
 				if _, err := io.CopyN(io.Discard, c.br, int64(req.Length)); err != nil {
-					return err.Error()
+					return nil, err.Error()
 				}
 				j.errno, j.msg = nbdwire.EINVAL, "payload larger than the maximum payload size"
 			} else {
@@ -175,7 +215,7 @@ func (c *conn) readLoop(jobs chan<- *job) string {
 				if _, err := io.ReadFull(c.br, *j.payload); err != nil {
 					putBuf(j.payload)
 					c.budget.release(j.charge)
-					return err.Error()
+					return nil, err.Error()
 				}
 				if req.Type != nbdwire.CmdWrite {
 					j.errno, j.msg = nbdwire.EINVAL, "command takes no payload"
@@ -185,23 +225,24 @@ func (c *conn) readLoop(jobs chan<- *job) string {
 			j.charge = int64(req.Length)
 			c.budget.acquire(j.charge)
 		}
-		c.inflight.Add(1)
-		jobs <- j
+		return j, ""
 	}
 }
 
 // send writes one reply under the writer lock; build appends the reply to
 // the buffered writer. The writer is flushed unless more replies are sure
-// to follow soon: another reply waiting for the lock, or requests queued
-// for the workers (whoever writes the last of those flushes). After a
-// write error later replies are dropped (the connection is dead).
+// to follow soon: another reply waiting for the lock, or other requests
+// running (the worker that finishes the last of them flushes, see
+// flushPending). After a write error later replies are dropped (the
+// connection is dead).
+// Preconditions: called from run, so c.busy counts the caller.
 func (c *conn) send(build func(w *bufio.Writer) error) {
 	c.wwait.Add(1)
 	c.wmu.Lock()
 	c.wwait.Add(-1)
 	if c.werr == nil {
 		err := build(c.bw)
-		if err == nil && c.wwait.Load() == 0 && len(c.jobs) == 0 {
+		if err == nil && c.wwait.Load() == 0 && c.busy.Load() <= 1 {
 			err = c.bw.Flush()
 		}
 		if err != nil {
