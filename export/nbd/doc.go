@@ -30,9 +30,12 @@
 //
 // # Concurrency
 //
-// Each connection reads requests in one goroutine and runs them on a few
-// workers (Server.Workers), so replies go out of order. Replies share one
-// buffered writer that is flushed when no other reply is waiting for it.
+// Each connection has a few workers (Server.Workers) that take turns
+// reading one request each and then run it themselves, so up to Workers
+// requests run at once and replies go out of order. Replies share one
+// buffered writer, flushed when no other request is still running (slow
+// ones - FLUSH, TRIM, WRITE_ZEROES - do not count), so bursts of replies
+// leave in one write.
 // Mutating requests on overlapping ranges of one export are serialized
 // (the Driver contract allows parallel mutation of disjoint ranges only).
 // Payload buffers come from a pool, and each connection holds at most
