@@ -428,6 +428,10 @@ func TestTaskManagement(t *testing.T) {
 	if res, err := in.command(0, []byte{0, 0, 0, 0, 0, 0}, nil, 0, false); err != nil || res.status != 0 {
 		t.Fatalf("after abort: %v", err)
 	}
+	// Aborting a task that already completed: "task does not exist".
+	if r := tmf(1, in.itt); r != 1 {
+		t.Fatalf("ABORT TASK of a completed task: response %d", r)
+	}
 }
 
 func TestServerValidate(t *testing.T) {

@@ -412,7 +412,17 @@ func (s *session) taskManagement(p *pdu) error {
 		}
 		s.cmu.Unlock()
 		if t == nil {
+			// Running (it completes: its status goes first) or done:
+			// either way the task no longer exists when we answer.
+			// A RefCmdSN not received yet counts as aborted (RFC 7143
+			// 11.5.1 b).
 			s.waitTasks(func(t *task) bool { return t.itt == rtt })
+			s.mu.Lock()
+			received := serialLT(p.u32(32), s.expCmdSN)
+			s.mu.Unlock()
+			if received {
+				response = 1 // task does not exist
+			}
 		}
 	case 2, 4, 5: // ABORT TASK SET, CLEAR TASK SET, LUN RESET
 		if s.target == nil || !lunOK || s.target.LUNs.LU(lun) == nil {
