@@ -72,10 +72,8 @@ func ISCSI(ctx context.Context, o ISCSIOptions) error {
 	if o.Target == "" {
 		o.Target = DefaultISCSITarget
 	}
-	mode := block.DiscardIgnore
 	if o.Discard != "" {
-		var err error
-		if mode, err = block.ParseDiscardMode(o.Discard); err != nil {
+		if _, err := block.ParseDiscardMode(o.Discard); err != nil {
 			return fmt.Errorf("iscsi: --discard: %w", err)
 		}
 	}
@@ -83,8 +81,8 @@ func ISCSI(ctx context.Context, o ISCSIOptions) error {
 	if err != nil {
 		return err
 	}
-	luns := scsi.NewTarget()
 	var nodes []block.Driver
+	var names []string
 	defer func() {
 		for _, d := range nodes {
 			if !o.ReadOnly {
@@ -93,7 +91,7 @@ func ISCSI(ctx context.Context, o ISCSIOptions) error {
 			d.Close()
 		}
 	}()
-	for i, spec := range o.LUNs {
+	for _, spec := range o.LUNs {
 		format, name := splitLUNSpec(spec, o.Format)
 		// The node passes discards down; the LU applies --discard, so
 		// that LBPRZ is judged on what the storage can do.
@@ -102,18 +100,11 @@ func ISCSI(ctx context.Context, o ISCSIOptions) error {
 			return err
 		}
 		nodes = append(nodes, d)
-		lu, err := scsi.New(d, scsi.Config{
-			BlockSize: o.BlockSize,
-			LBPRZ:     o.LBPRZ,
-			Anchor:    o.Anchor,
-			Discard:   mode,
-			ReadOnly:  o.ReadOnly,
-			Serial:    serialFor(name),
-		})
-		if err != nil {
-			return fmt.Errorf("iscsi: LUN %d (%s): %w", i, name, err)
-		}
-		luns.Add(uint64(i), lu)
+		names = append(names, name)
+	}
+	luns, err := ISCSILUNs(nodes, names, o)
+	if err != nil {
+		return err
 	}
 	logger := o.Logger
 	if logger == nil {
@@ -149,6 +140,37 @@ func ISCSI(ctx context.Context, o ISCSIOptions) error {
 		return err
 	}
 	return nil
+}
+
+// ISCSILUNs makes the logical units of one target over opened nodes, LUN 0
+// first, with the SCSI settings of o (BlockSize, LBPRZ, Anchor, Discard,
+// ReadOnly); names[i] (the image's name) derives LUN i's serial number.
+// The nodes should pass discards down (image.Options.Discard "unmap"): the
+// LUs apply o.Discard themselves. `thinblk serve` uses it for its portal.
+func ISCSILUNs(nodes []block.Driver, names []string, o ISCSIOptions) (*scsi.Target, error) {
+	mode := block.DiscardIgnore
+	if o.Discard != "" {
+		var err error
+		if mode, err = block.ParseDiscardMode(o.Discard); err != nil {
+			return nil, fmt.Errorf("iscsi: --discard: %w", err)
+		}
+	}
+	luns := scsi.NewTarget()
+	for i, d := range nodes {
+		lu, err := scsi.New(d, scsi.Config{
+			BlockSize: o.BlockSize,
+			LBPRZ:     o.LBPRZ,
+			Anchor:    o.Anchor,
+			Discard:   mode,
+			ReadOnly:  o.ReadOnly,
+			Serial:    serialFor(names[i]),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("iscsi: LUN %d (%s): %w", i, names[i], err)
+		}
+		luns.Add(uint64(i), lu)
+	}
+	return luns, nil
 }
 
 // splitLUNSpec splits "FMT:IMAGE" when FMT is a registered format.
