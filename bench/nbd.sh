@@ -63,7 +63,7 @@ for img in data.raw:raw data.qcow2:qcow2; do
     [ $s = nbdkit ] && [ $fmt = qcow2 ] && { r[$s]=""; continue; }
     server $s "$f" "$fmt" ro && { r[$s]=$(copy_case); stop; }
   done
-  nk=${r[nbdkit]:-}; nkr=-; [ -n "$nk" ] && nkr=$(ratio "${r[thinblk]}" "$nk")
+  nk=${r[nbdkit]:-}; nkr=-; [ -n "$nk" ] && { nkr=$(ratio "${r[thinblk]}" "$nk"); nk=$(printf '%.3f' "$nk"); }
   printf '%-30s %10.3f %10.3f %10s %8s %8s   (seconds, lower is better)\n' "nbdcopy 2G $fmt ->null" "${r[thinblk]}" "${r[qemu-nbd]}" "${nk:--}" \
     "$(ratio "${r[thinblk]}" "${r[qemu-nbd]}")" "$nkr"
 done
