@@ -94,3 +94,29 @@ func TestSparsifyInPlace(t *testing.T) {
 		d.Close()
 	}
 }
+
+// TestSparsifyCopy: copy mode writes a compacted image of the same format
+// (compressed on request) that reads the same.
+func TestSparsifyCopy(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "w.qcow2")
+	ref := filepath.Join(dir, "w.raw")
+	if err := workload.Create(ref, workload.Spec{Size: 32 << 20, Data: 4 << 20, Zero: 2 << 20, Seed: 4}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.MustRun(t, "qemu-img", "convert", "-S", "0", "-f", "raw", "-O", "qcow2", ref, src)
+	for _, compress := range []bool{false, true} {
+		out := filepath.Join(dir, "out.qcow2")
+		if err := Sparsify(&bytes.Buffer{}, src, out, SparsifyOptions{Compress: compress}); err != nil {
+			t.Fatal(err)
+		}
+		checkSame(t, ref, out, "qcow2")
+		if got, was := du(t, out), du(t, src); got > was/4 {
+			t.Errorf("compress=%v: the copy occupies %d bytes, the fully allocated source %d", compress, got, was)
+		}
+	}
+	if err := Sparsify(&bytes.Buffer{}, src, "", SparsifyOptions{}); err == nil {
+		t.Error("copy mode without an output accepted")
+	}
+}
