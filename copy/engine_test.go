@@ -414,3 +414,29 @@ func appendInt(b []byte, v int64) []byte {
 	}
 	return append(b, byte('0'+v%10))
 }
+
+func TestRunCompressedFullyAllocateBigClusters(t *testing.T) {
+	const cluster = 2 << 20
+	const size = 5 << 20 // a short last cluster
+	src := newFake(size, nil)
+	p := make([]byte, 4096)
+	p[0] = 9
+	if err := src.Pwrite(p, 3<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := newCounter(newFake(size, nil))
+	c.cluster = cluster
+	if _, err := Run(context.Background(), src, clustered{c}, Options{Compress: true, SparseSize: FullyAllocate}); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, w := range c.compressed {
+		if w.off%cluster != 0 || (w.n != cluster && w.off+w.n != size) {
+			t.Fatalf("compressed write %d+%d is not one whole cluster", w.off, w.n)
+		}
+		total += w.n
+	}
+	if total != size {
+		t.Fatalf("compressed %d bytes, want all %d", total, size)
+	}
+}

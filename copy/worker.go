@@ -137,15 +137,24 @@ func (w *worker) zeroRange(off, n int64) error {
 	return nil
 }
 
-// writeZeroBytes writes zero bytes (fully allocated output).
+// writeZeroBytes writes zero bytes (fully allocated output), in pieces of
+// whole clusters when compressing.
 func (w *worker) writeZeroBytes(off, n int64) error {
 	chunk := int64(1 << 20)
 	if mt := w.e.dst.Limits().MaxTransfer; mt > 0 && mt < chunk {
 		chunk = mt
 	}
+	zeros := func(c int64) []byte { return block.ZeroBuffer(int(c)) }
+	if cs := w.e.s.cluster; w.e.s.compressor != nil {
+		chunk = max(chunk-chunk%cs, cs)
+		if chunk > 1<<20 {
+			buf := make([]byte, chunk)
+			zeros = func(c int64) []byte { return buf[:c] }
+		}
+	}
 	for n > 0 {
 		c := min(n, chunk)
-		if err := w.pwrite(block.ZeroBuffer(int(c)), off); err != nil {
+		if err := w.pwrite(zeros(c), off); err != nil {
 			return err
 		}
 		off += c
