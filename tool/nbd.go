@@ -114,8 +114,10 @@ func NBD(ctx context.Context, name string, o NBDOptions) error {
 }
 
 // runServer serves s on ls until ctx ends or s stops by itself, then shuts
-// it down (flushing every export) and closes the nodes.
-func runServer(ctx context.Context, s *nbdserver.Server, ls []net.Listener, nodes []block.Driver, ready func(net.Addr)) error {
+// it down (flushing every export), runs the stop functions of other
+// services over the same nodes (nil ones are skipped), flushes and closes
+// the nodes.
+func runServer(ctx context.Context, s *nbdserver.Server, ls []net.Listener, nodes []block.Driver, ready func(net.Addr), stops ...func()) error {
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		go func() { errc <- s.Serve(l) }()
@@ -136,7 +138,17 @@ func runServer(ctx context.Context, s *nbdserver.Server, ls []net.Listener, node
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := s.Shutdown(sctx)
+	for _, stop := range stops {
+		if stop != nil {
+			stop()
+		}
+	}
 	for _, n := range nodes {
+		if n.Caps().Write {
+			if ferr := n.Flush(); ferr != nil && err == nil {
+				err = ferr
+			}
+		}
 		if cerr := n.Close(); cerr != nil && err == nil {
 			err = cerr
 		}

@@ -100,14 +100,19 @@ func TestNBDVerbOneShotAndFork(t *testing.T) {
 func TestServeDefaultDisk(t *testing.T) {
 	testutil.NeedTool(t, "qemu-img", "qemu-io", "nbdinfo")
 	dir := t.TempDir()
+	iscsiOn := false
 	start := func() (string, string, func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var out bytes.Buffer
 		addrc := make(chan net.Addr, 1)
 		done := make(chan error, 1)
 		go func() {
-			done <- tool.Serve(ctx, &out, tool.ServeOptions{DataDir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				Ready: func(a net.Addr) { addrc <- a }})
+			o := tool.ServeOptions{DataDir: dir, Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Ready: func(a net.Addr) { addrc <- a }}
+			if iscsiOn {
+				o.ISCSI = "127.0.0.1:0"
+			}
+			done <- tool.Serve(ctx, &out, o)
 		}()
 		var addr net.Addr
 		select {
@@ -139,12 +144,27 @@ func TestServeDefaultDisk(t *testing.T) {
 		t.Fatalf("default disk: %v (size %v): not thin", err, fi)
 	}
 	testutil.MustRun(t, "qemu-img", "check", "-f", "qcow2", disk)
+	iscsiOn = true
 	uri, out, stop = start()
 	defer stop()
 	if strings.Contains(out, "Created") {
 		t.Errorf("second run created the disk again:\n%s", out)
 	}
 	testutil.MustRun(t, "qemu-io", "-f", "raw", "-c", "read -P 0 1G 512k", "-c", "read -P 0x42 1049088k 512k", uri)
+	// The same disk on the iSCSI portal, as LUN 0 of its target.
+	var iscsiURL string
+	for _, f := range strings.Fields(out) {
+		if strings.HasPrefix(f, "iscsi://") && strings.HasSuffix(f, "/0") {
+			iscsiURL = f
+			break
+		}
+	}
+	if iscsiURL == "" {
+		t.Fatalf("no iSCSI URL in:\n%s", out)
+	}
+	if _, err := exec.LookPath("qemu-img"); err == nil {
+		testutil.MustRun(t, "qemu-io", "-r", "-f", "raw", "-c", "read -P 0x42 1049088k 512k", iscsiURL)
+	}
 }
 
 // TestNBDClientInVerbs: nbd+unix:// names open in the image verbs. `thinblk

@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/export/iscsi"
 	nbdserver "github.com/thinblk/thinblk/export/nbd"
 	"github.com/thinblk/thinblk/image"
 )
@@ -33,6 +36,13 @@ type ServeOptions struct {
 	Listen string
 	// DataDir holds the default disk (default ./thinblk-data).
 	DataDir string
+	// ISCSI is the address of an iSCSI portal next to NBD ("" or "off":
+	// none). Each disk is a target named ISCSIPrefix+NAME with the disk as
+	// LUN 0. When the address is in use, serve warns and goes on with NBD
+	// only.
+	ISCSI string
+	// ISCSIPrefix names the targets (default "iqn.2026-01.io.thinblk:").
+	ISCSIPrefix string
 	// TLSCert, TLSKey, TLSCA as for NBDOptions.
 	TLSCert, TLSKey, TLSCA string
 	Workers                int
@@ -118,16 +128,19 @@ func Serve(ctx context.Context, w io.Writer, o ServeOptions) error {
 			closeAll()
 			return fmt.Errorf("%w: disk %q named twice", block.ErrInvalid, d.Name)
 		}
-		node, err := image.Open(d.Path, image.Options{Format: d.Format, ReadOnly: d.ReadOnly, Discard: d.Discard, DetectZeroes: d.DetectZeroes})
+		// The node passes discards down; each export (NBD, iSCSI)
+		// applies the disk's discard mode itself.
+		node, err := image.Open(d.Path, image.Options{Format: d.Format, ReadOnly: d.ReadOnly, Discard: "unmap"})
 		if err != nil {
 			closeAll()
 			return err
 		}
 		nodes = append(nodes, node)
 		mode, _ := block.ParseDiscardMode(d.Discard)
+		dz, _ := block.ParseDetectZeroes(d.DetectZeroes)
 		s.Exports[d.Name] = &nbdserver.Export{
 			Name: d.Name, Description: d.Path, Node: node, ReadOnly: d.ReadOnly,
-			Discard: mode, AllocationDepth: d.AllocationDepth, MultiConn: true,
+			Discard: mode, DetectZeroes: dz, AllocationDepth: d.AllocationDepth, MultiConn: true,
 		}
 	}
 	l, err := listenSpec(orDefault(o.Listen, "127.0.0.1:10809"))
@@ -136,7 +149,66 @@ func Serve(ctx context.Context, w io.Writer, o ServeOptions) error {
 		return err
 	}
 	printAttach(w, l.Addr(), s, tlsCfg != nil)
-	return runServer(ctx, s, []net.Listener{l}, nodes, o.Ready)
+	stopISCSI, err := startISCSIPortal(w, o, specs, nodes)
+	if err != nil {
+		l.Close()
+		closeAll()
+		return err
+	}
+	return runServer(ctx, s, []net.Listener{l}, nodes, o.Ready, stopISCSI)
+}
+
+// startISCSIPortal serves every disk as LUN 0 of its own target on
+// o.ISCSI, and returns the function that stops the portal.
+func startISCSIPortal(w io.Writer, o ServeOptions, specs []DiskSpec, nodes []block.Driver) (func(), error) {
+	if o.ISCSI == "" || o.ISCSI == "off" {
+		return nil, nil
+	}
+	prefix := orDefault(o.ISCSIPrefix, "iqn.2026-01.io.thinblk:")
+	srv := &iscsi.Server{Logger: o.Logger}
+	for i, d := range specs {
+		luns, err := ISCSILUNs(nodes[i:i+1], []string{d.Path}, ISCSIOptions{Discard: d.Discard, ReadOnly: d.ReadOnly})
+		if err != nil {
+			return nil, err
+		}
+		srv.Targets = append(srv.Targets, &iscsi.Target{Name: prefix + d.Name, LUNs: luns})
+	}
+	if err := srv.Validate(); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", o.ISCSI)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		fmt.Fprintf(w, "iSCSI portal not started: %s is in use (--iscsi ADDR to pick another, --iscsi off to silence)\n", o.ISCSI)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("iscsi portal: %w", err)
+	}
+	fmt.Fprintf(w, "iSCSI portal on %s:\n", l.Addr())
+	for _, t := range srv.Targets {
+		fmt.Fprintf(w, "  iscsi://%s/%s/0\n", l.Addr(), t.Name)
+	}
+	fmt.Fprintf(w, "  (qemu-img info iscsi://%s/%s/0; iscsiadm -m discovery -t st -p %s)\n", l.Addr(), srv.Targets[0].Name, l.Addr())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, iscsi.ErrServerClosed) {
+			o.logger().Error("iscsi portal stopped", "err", err.Error())
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	}, nil
+}
+
+func (o ServeOptions) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
 }
 
 // defaultDisk creates dir/disk0.qcow2 once and returns its spec.

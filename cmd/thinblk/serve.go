@@ -22,7 +22,9 @@ func init() {
 		Long: `Export disks over NBD until SIGTERM/SIGINT.
 
 With no --disk, creates (once) DATA-DIR/disk0.qcow2, a thin 16 GiB qcow2,
-and serves it as nbd://127.0.0.1:10809/disk0 with discard=unmap.
+and serves it as nbd://127.0.0.1:10809/disk0 with discard=unmap, and as
+LUN 0 of iSCSI target iqn.2026-01.io.thinblk:disk0 on 127.0.0.1:3260
+(when that port is free).
 
 --disk NAME=PATH[,format=F][,discard=ignore|unmap][,detect-zeroes=off|on|unmap]
        [,readonly=on][,allocation-depth=on]   (repeatable; discard defaults to ignore)`,
@@ -41,6 +43,8 @@ and serves it as nbd://127.0.0.1:10809/disk0 with discard=unmap.
 	f.StringArrayVar(&o.Disks, "disk", nil, "a disk to export: NAME=PATH[,format=F][,discard=...] (repeatable)")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:10809", "address to listen on: HOST:PORT or unix:PATH")
 	f.StringVar(&o.DataDir, "data-dir", "thinblk-data", "folder of the default disk")
+	f.StringVar(&o.ISCSI, "iscsi", "127.0.0.1:3260", "iSCSI portal address next to NBD (off: none); each disk is a target with LUN 0")
+	f.StringVar(&o.ISCSIPrefix, "iscsi-prefix", "iqn.2026-01.io.thinblk:", "target name prefix (the disk name follows)")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "server certificate (PEM); with --tls-key makes TLS mandatory")
 	f.StringVar(&o.TLSKey, "tls-key", "", "server private key (PEM)")
 	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM): require client certificates signed by it")
