@@ -222,14 +222,23 @@ func chainNode(top block.Driver, name, want string) block.Driver {
 }
 
 // readsZeros reports whether d (without backing) reads zeros everywhere
-// according to its own status: then an existing target needs no zeroing.
+// according to its own status (zero runs, and unallocated runs when the
+// node says those read as zeros): then an existing target needs no zeroing.
 func readsZeros(d block.Driver) bool {
-	if block.BackingOf(d) != nil {
+	if block.BackingOf(d) != nil || !d.Caps().BlockStatus {
+		return false
+	}
+	info, err := d.Info()
+	if err != nil {
 		return false
 	}
 	for off := int64(0); off < d.Size(); {
 		e, err := d.BlockStatus(off, min(d.Size()-off, statusWindow))
-		if err != nil || e.Len <= 0 || e.Status&block.Zero == 0 {
+		if err != nil || e.Len <= 0 {
+			return false
+		}
+		zero := e.Status&block.Zero != 0 || (!e.Status.Present() && info.UnallocatedReadsZero)
+		if !zero {
 			return false
 		}
 		off += e.Len

@@ -254,6 +254,20 @@ func TestConvertTargetIsZero(t *testing.T) {
 	}
 	checkSame(t, f.raw, dst, "qcow2")
 
+	// Without the promise, an existing target whose status says it is
+	// empty is recognised too.
+	dst2 := filepath.Join(f.dir, "fresh2.qcow2")
+	testutil.MustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", dst2, strconv.FormatInt(f.spec.Size, 10))
+	sb.Reset()
+	o.TargetIsZero = false
+	if err := Convert(&sb, io.Discard, []string{f.raw}, dst2, o); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, zeroed, _ := convertStats(t, sb.String()); zeroed != 0 {
+		t.Fatalf("-n onto an empty qcow2 zeroed %d bytes", zeroed)
+	}
+	checkSame(t, f.raw, dst2, "qcow2")
+
 	// An existing raw target full of junk, -n without the promise: the
 	// zeros are zeroed and the content ends up identical.
 	junk := filepath.Join(f.dir, "junk.raw")
