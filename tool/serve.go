@@ -155,6 +155,7 @@ func Serve(ctx context.Context, w io.Writer, o ServeOptions) error {
 		closeAll()
 		return err
 	}
+	fmt.Fprintf(w, "Stop with Ctrl-C (every acknowledged write is flushed).\n")
 	return runServer(ctx, s, []net.Listener{l}, nodes, o.Ready, stopISCSI)
 }
 
@@ -275,5 +276,4 @@ func printAttach(w io.Writer, addr net.Addr, s *nbdserver.Server, tls bool) {
 	fmt.Fprintf(w, "  qemu-img info %s\n", u)
 	fmt.Fprintf(w, "  nbdinfo %s\n", u)
 	fmt.Fprintf(w, "  qemu-system-x86_64 ... -drive file=%s,format=raw,if=virtio,discard=unmap\n", u)
-	fmt.Fprintf(w, "Stop with Ctrl-C (every acknowledged write is flushed).\n")
 }
