@@ -341,7 +341,7 @@ func TestCopyRoundTrip(t *testing.T) {
 	for i, tool := range []string{"nbdcopy", "qemu-img"} {
 		dst := filepath.Join(dir, fmt.Sprintf("dst%d.qcow2", i))
 		run(t, "qemu-img", "create", "-q", "-f", "qcow2", dst, "16M")
-		uri := serveImage(t, dst, "qcow2", &Export{}, false)
+		uri := serveImage(t, dst, "qcow2", &Export{MultiConn: true}, false) // nbdcopy then uses 4 connections
 		if tool == "nbdcopy" {
 			run(t, "nbdcopy", src, uri)
 		} else {
