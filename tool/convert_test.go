@@ -56,8 +56,8 @@ func newConvertFixture(t *testing.T) convertFixture {
 	return f
 }
 
-// du returns the bytes a file occupies on the host.
-func du(t *testing.T, name string) int64 {
+// hostBytes returns the bytes a file occupies on the host.
+func hostBytes(t *testing.T, name string) int64 {
 	t.Helper()
 	var st syscall.Stat_t
 	if err := syscall.Stat(name, &st); err != nil {
@@ -150,7 +150,7 @@ func TestConvertMatchesQemuImg(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkSame(t, c.src, out, c.outFmt)
-			if got, want := du(t, out), du(t, ref); got > want {
+			if got, want := hostBytes(t, out), hostBytes(t, ref); got > want {
 				t.Errorf("thinblk's output occupies %d bytes, qemu-img's %d", got, want)
 			}
 			if got, want := mapData(t, out, c.outFmt), mapData(t, ref, c.outFmt); got > want {
@@ -158,7 +158,7 @@ func TestConvertMatchesQemuImg(t *testing.T) {
 			}
 			if c.backing {
 				// Only what differs from the backing file is in the overlay.
-				top := du(t, out)
+				top := hostBytes(t, out)
 				if top > 8<<20 {
 					t.Errorf("overlay over its own backing holds %d bytes", top)
 				}
@@ -218,7 +218,7 @@ func TestConvertFullyAllocate(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSame(t, f.raw, out, "raw")
-	if got := du(t, out); got < f.spec.Size {
+	if got := hostBytes(t, out); got < f.spec.Size {
 		t.Fatalf("-S 0 output occupies %d bytes, want all %d", got, f.spec.Size)
 	}
 }
@@ -287,7 +287,7 @@ func TestConvertTargetIsZero(t *testing.T) {
 		t.Fatal("nothing zeroed on a target full of junk")
 	}
 	checkSame(t, f.raw, junk, "raw")
-	if got := du(t, junk); got > f.spec.Size/2 {
+	if got := hostBytes(t, junk); got > f.spec.Size/2 {
 		t.Errorf("zeroed ranges were not deallocated: %d bytes in use", got)
 	}
 

@@ -46,8 +46,8 @@ func TestDD(t *testing.T) {
 		if !bytes.Equal(got, want[c.from:c.to]) {
 			t.Fatalf("%v: output of %d bytes differs from input bytes %d-%d", c.args, len(got), c.from, c.to)
 		}
-		if c.from == 0 && c.to == spec.Size && du(t, out) > du(t, src) {
-			t.Errorf("%v: output occupies more than the input (%d > %d)", c.args, du(t, out), du(t, src))
+		if c.from == 0 && c.to == spec.Size && hostBytes(t, out) > hostBytes(t, src) {
+			t.Errorf("%v: output occupies more than the input (%d > %d)", c.args, hostBytes(t, out), hostBytes(t, src))
 		}
 	}
 	for _, bad := range [][]string{{"if=" + src}, {"bs=0", "if=a", "of=b"}, {"seek=1", "if=a", "of=b"}, {"junk"}} {
