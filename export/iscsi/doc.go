@@ -22,6 +22,19 @@
 // concurrently, bounded by the CmdSN window the target advertises; their
 // responses are batched into few socket writes.
 //
+// # Memory
+//
+// A session holds at most 64 commands (its CmdSN window), their immediate
+// data (FirstBurstLength, at most 256 KiB each) and, for the writes being
+// solicited, Data-Out buffers of at most 64 MiB in all: a write that would
+// exceed that waits for its R2T until earlier writes complete.
+//
+// # Reservations
+//
+// Each session is one I_T nexus, named "InitiatorName,i,0xISID" and passed
+// to the SCSI layer with every command; its RESERVE(6/10) is released when
+// the session ends and on LOGICAL UNIT RESET.
+//
 // # Bad input
 //
 // Every length in a PDU is checked before anything is allocated: data

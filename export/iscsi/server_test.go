@@ -300,6 +300,17 @@ func TestBadInitiators(t *testing.T) {
 			t.Fatalf("the next in-window command: %v", err)
 		}
 	})
+	t.Run("bad header digest", func(t *testing.T) {
+		in := mustLogin(t, ts, "CRC32C")
+		var b [bhsLen]byte
+		b[0] = opNopOut | flagImmediate
+		b[1] = 0x80
+		binary.BigEndian.PutUint32(b[16:], 3)
+		in.bw.Write(b[:])
+		in.bw.Write([]byte{1, 2, 3, 4}) // not the CRC32C of the header
+		in.bw.Flush()
+		expectClosed(t, in)
+	})
 	t.Run("unknown opcode and stray Data-Out", func(t *testing.T) {
 		in := mustLogin(t, ts, "")
 		var b [bhsLen]byte
