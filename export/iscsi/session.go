@@ -280,11 +280,11 @@ func (s *session) readLoop() error {
 	buf := make([]byte, 0, 8192)
 	for {
 		if err := s.pr.read(&p, buf[:0]); err != nil {
-			if errors.Is(err, errTooLong) || errors.Is(err, errDigest) {
+			switch {
+			case errors.Is(err, errDigest):
+				s.reject(&p, rejectDigestError)
+			case errors.Is(err, errTooLong):
 				s.reject(&p, rejectProtocolError)
-				if errors.Is(err, errDigest) {
-					s.reject(&p, rejectDigestError)
-				}
 			}
 			return err
 		}
