@@ -185,6 +185,8 @@ func runVariant(t *testing.T, env guestEnv, v variant) {
 		out, errs, code := testutil.Run(t, "qemu-img", "check", "-f", "qcow2", image)
 		if code != 0 {
 			t.Errorf("qemu-img check after the guest run: exit %d\n%s%s", code, out, errs)
+		} else {
+			t.Logf("qemu-img check: clean")
 		}
 	}
 }

@@ -99,9 +99,10 @@ done
 lbs=$(cat /sys/block/$disk/queue/logical_block_size)
 say "KV lbs $lbs"
 say "KV discard_max_bytes $(cat /sys/block/$disk/queue/discard_max_bytes)"
-if [ -e /sys/block/$disk/device/provisioning_mode ]; then
-	say "KV provisioning_mode $(cat /sys/block/$disk/device/provisioning_mode)"
-fi
+# How the guest's sd driver discards (unmap, writesame_16, ...).
+for f in /sys/block/$disk/device/scsi_disk/*/provisioning_mode; do
+	[ -e "$f" ] && say "KV provisioning_mode $(cat "$f")"
+done
 
 if [ "$scsi" = 1 ]; then
 	run vpd $H/sg_vpd -p lbpv "$sg" || fail "sg_vpd -p lbpv failed"
