@@ -94,7 +94,7 @@ func (lu *LU) unmapCmd(c *Command) {
 // deallocate applies the thin-provisioning policy to an UNMAP of a checked
 // range:
 //
-//	anchor                 -> zeros that keep their storage (anchored)
+//	anchor                 -> zeros with storage reserved (anchorRange)
 //	discard=unmap, LBPRZ=1 -> WriteZeroes(MayUnmap): deallocated, reads zero
 //	discard=unmap, LBPRZ=0 -> Discard (a hint)
 //	discard=ignore, LBPRZ=1 -> zeros that keep their storage
@@ -104,7 +104,7 @@ func (lu *LU) deallocate(lba, blocks uint64, anchor bool) error {
 	var op func() error
 	switch {
 	case anchor && (lu.unmap || lu.cfg.LBPRZ):
-		op = func() error { return block.ZeroRange(lu.node, off, n, 0) }
+		op = func() error { return lu.anchorRange(off, n) }
 	case lu.unmap && lu.cfg.LBPRZ:
 		op = func() error { return block.ZeroRange(lu.node, off, n, block.MayUnmap) }
 	case lu.unmap:
@@ -122,7 +122,7 @@ func (lu *LU) deallocate(lba, blocks uint64, anchor bool) error {
 // writeSame serves WRITE SAME(10/16). NUMBER OF LOGICAL BLOCKS 0 means
 // "to the end of the medium" (WSNZ=0), within MAXIMUM WRITE SAME LENGTH.
 //
-//	zero payload (or NDOB), UNMAP and ANCHOR -> zeros keeping storage
+//	zero payload (or NDOB), UNMAP and ANCHOR -> anchored (anchorRange)
 //	zero payload, UNMAP, discard=unmap      -> WriteZeroes(MayUnmap)
 //	zero payload otherwise                  -> WriteZeroes
 //	any other payload                       -> the block written repeatedly
@@ -163,7 +163,9 @@ func (lu *LU) writeSame(c *Command) {
 	defer unlock()
 	var err error
 	switch {
-	case zero && unmap && !anchor && lu.unmap:
+	case zero && anchor:
+		err = lu.anchorRange(off, n)
+	case zero && unmap && lu.unmap:
 		err = block.ZeroRange(lu.node, off, n, block.MayUnmap)
 	case zero:
 		err = block.ZeroRange(lu.node, off, n, 0)
@@ -173,6 +175,32 @@ func (lu *LU) writeSame(c *Command) {
 	if err != nil {
 		c.fail(senseFor(opWrite, err))
 	}
+}
+
+// anchorRange makes [off, off+n) anchored: it reads as zeros and has
+// storage reserved. Runs the node keeps no storage for (BlockStatus without
+// Allocated: holes, unallocated qcow2 clusters) are first written with zero
+// bytes, which allocates them; then the whole range is zeroed without
+// unmapping, which keeps the storage (a qcow2 zero cluster with its host
+// cluster). A node whose BlockStatus reports everything allocated is just
+// zeroed.
+func (lu *LU) anchorRange(off, n int64) error {
+	for pos, end := off, off+n; pos < end; {
+		e, err := lu.node.BlockStatus(pos, end-pos)
+		if err != nil {
+			return err
+		}
+		if e.Len <= 0 {
+			return block.ErrCorrupt
+		}
+		if e.Status&block.Allocated == 0 {
+			if err := block.WriteZeroesFallback(lu.node, pos, e.Len, 0); err != nil {
+				return err
+			}
+		}
+		pos += e.Len
+	}
+	return block.ZeroRange(lu.node, off, n, 0)
 }
 
 // writePattern writes the one-block pattern over [off, off+n), in chunks of

@@ -205,31 +205,47 @@ func TestISCSIAnchoredQcow2(t *testing.T) {
 		"-c", "discard 64k 64k", name).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	d, err := image.Open(name, image.Options{Format: "qcow2", ReadOnly: true})
+	d, err := image.Open(name, image.Options{Format: "qcow2", Discard: "unmap"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	lu, err := scsi.New(d, scsi.Config{BlockSize: 4096})
+	lu, err := scsi.New(d, scsi.Config{BlockSize: 4096, Anchor: true, Discard: block.DiscardUnmap})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cdb := make([]byte, 16)
-	cdb[0], cdb[1] = 0x9E, 0x12
-	binary.BigEndian.PutUint32(cdb[10:], 4096)
-	c := &scsi.Command{CDB: cdb}
-	lu.Execute(c)
-	if c.Status != 0 {
-		t.Fatalf("GET LBA STATUS: status %#x sense % x", c.Status, c.Sense)
-	}
-	var got []string
-	for p := c.DataIn[8:]; len(p) >= 16; p = p[16:] {
-		got = append(got, fmt.Sprintf("%d+%d:%d", binary.BigEndian.Uint64(p), binary.BigEndian.Uint32(p[8:]), p[12]))
+	status := func() string {
+		cdb := make([]byte, 16)
+		cdb[0], cdb[1] = 0x9E, 0x12
+		binary.BigEndian.PutUint32(cdb[10:], 4096)
+		c := &scsi.Command{CDB: cdb}
+		lu.Execute(c)
+		if c.Status != 0 {
+			t.Fatalf("GET LBA STATUS: status %#x sense % x", c.Status, c.Sense)
+		}
+		var got []string
+		for p := c.DataIn[8:]; len(p) >= 16; p = p[16:] {
+			got = append(got, fmt.Sprintf("%d+%d:%d", binary.BigEndian.Uint64(p), binary.BigEndian.Uint32(p[8:]), p[12]))
+		}
+		return fmt.Sprint(got)
 	}
 	// 4 KiB blocks: 16 anchored, 16 deallocated, 224 mapped, the rest deallocated.
-	want := []string{"0+16:2", "16+16:1", "32+224:0", "256+768:1"}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
+	if got, want := status(), "[0+16:2 16+16:1 32+224:0 256+768:1]"; got != want {
 		t.Fatalf("GET LBA STATUS runs %v, want %v", got, want)
+	}
+	// WRITE SAME(16) with UNMAP and ANCHOR on deallocated clusters (16-31)
+	// and on mapped ones (32-47) anchors both.
+	ws := make([]byte, 16)
+	ws[0], ws[1] = 0x93, 0x08|0x10
+	binary.BigEndian.PutUint64(ws[2:], 16)
+	binary.BigEndian.PutUint32(ws[10:], 32)
+	c := &scsi.Command{CDB: ws, DataOut: make([]byte, 4096)}
+	lu.Execute(c)
+	if c.Status != 0 {
+		t.Fatalf("WRITE SAME ANCHOR: status %#x sense % x", c.Status, c.Sense)
+	}
+	if got, want := status(), "[0+48:2 48+208:0 256+768:1]"; got != want {
+		t.Fatalf("after anchoring: runs %v, want %v", got, want)
 	}
 }
 
