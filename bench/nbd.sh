@@ -54,8 +54,8 @@ for c in "randread 4k" "randwrite 4k" "read 1M"; do
     ro=rw; [ "$1" != randwrite ] && ro=ro
     server $s full.raw raw $ro && { r[$s]=$(fio_case "$1" "$2"); stop; }
   done
-  printf '%-30s %10s %10s %10s %8s %8s   (IOPS, higher is better)\n' "fio nbd $2 $1 qd32 raw" "${r[thinblk]}" "${r[qemu-nbd]}" "${r[nbdkit]}" \
-    "$(ratio "${r[thinblk]}" "${r[qemu-nbd]}")" "$(ratio "${r[thinblk]}" "${r[nbdkit]}")"
+  printf '%-30s %10s %10s %10s %8s %8s   (IOPS, higher is better)\n' "fio nbd $2 $1 qd32 raw" "${r[thinblk]:-}" "${r[qemu-nbd]:-}" "${r[nbdkit]:-}" \
+    "$(ratio "${r[thinblk]:-0}" "${r[qemu-nbd]:-1}")" "$(ratio "${r[thinblk]:-0}" "${r[nbdkit]:-1}")"
 done
 for img in data.raw:raw data.qcow2:qcow2; do
   f=${img%%:*}; fmt=${img##*:}; declare -A r=()
@@ -63,7 +63,7 @@ for img in data.raw:raw data.qcow2:qcow2; do
     [ $s = nbdkit ] && [ $fmt = qcow2 ] && { r[$s]=""; continue; }
     server $s "$f" "$fmt" ro && { r[$s]=$(copy_case); stop; }
   done
-  nk=${r[nbdkit]:-}; nkr=-; [ -n "$nk" ] && { nkr=$(ratio "${r[thinblk]}" "$nk"); nk=$(printf '%.3f' "$nk"); }
-  printf '%-30s %10.3f %10.3f %10s %8s %8s   (seconds, lower is better)\n' "nbdcopy 2G $fmt ->null" "${r[thinblk]}" "${r[qemu-nbd]}" "${nk:--}" \
-    "$(ratio "${r[thinblk]}" "${r[qemu-nbd]}")" "$nkr"
+  nk=${r[nbdkit]:-}; nkr=-; [ -n "$nk" ] && { nkr=$(ratio "${r[thinblk]:-0}" "$nk"); nk=$(printf '%.3f' "$nk"); }
+  printf '%-30s %10.3f %10.3f %10s %8s %8s   (seconds, lower is better)\n' "nbdcopy 2G $fmt ->null" "${r[thinblk]:-0}" "${r[qemu-nbd]:-1}" "${nk:--}" \
+    "$(ratio "${r[thinblk]:-0}" "${r[qemu-nbd]:-1}")" "$nkr"
 done
