@@ -366,7 +366,7 @@ func TestFioVerify(t *testing.T) {
 	uri := serveImage(t, img, "qcow2", &Export{MultiConn: true}, false)
 	out := run(t, "fio", "--name=v", "--ioengine=nbd", "--uri="+uri, "--rw=randwrite", "--bs=4k",
 		"--size=16M", "--numjobs=4", "--offset_increment=16M", "--iodepth=16", "--verify=crc32c",
-		"--do_verify=1", "--verify_fatal=1", "--group_reporting")
+		"--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--group_reporting")
 	if strings.Contains(out, "verify:") && strings.Contains(out, "bad") {
 		t.Fatalf("fio verify failed:\n%s", out)
 	}
