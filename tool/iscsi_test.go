@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -266,5 +267,25 @@ func TestISCSILBPRZRefusedOnBlockDevice(t *testing.T) {
 	err := ISCSI(ctx, ISCSIOptions{LUNs: []string{"raw:" + dev}, LBPRZ: true, Discard: "unmap", Portal: "127.0.0.1:0"})
 	if err == nil || !errors.Is(err, block.ErrNotSupported) {
 		t.Fatalf("lbprz=1 on %s: %v", dev, err)
+	}
+}
+
+// TestISCSIHeaderDigestWithQEMU: QEMU's libiscsi initiator negotiates
+// HeaderDigest=CRC32C and moves data through it.
+func TestISCSIHeaderDigestWithQEMU(t *testing.T) {
+	testutil.NeedTool(t, "qemu-io")
+	name := filepath.Join(t.TempDir(), "disk.raw")
+	if err := os.WriteFile(name, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(name, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	url := serveISCSI(t, ISCSIOptions{LUNs: []string{"raw:" + name}})
+	portal := strings.Split(url, "/")[2] // iscsi://HOST:PORT/...
+	opts := fmt.Sprintf("driver=iscsi,transport=tcp,portal=%s,target=%s,lun=0,header-digest=crc32c", portal, DefaultISCSITarget)
+	out, err := exec.Command("qemu-io", "--image-opts", "-c", "write -P 0x5a 512 1M", "-c", "read -P 0x5a 512 1M", opts).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("read 1048576/1048576")) {
+		t.Fatalf("qemu-io with header-digest=crc32c: %v\n%s", err, out)
 	}
 }
