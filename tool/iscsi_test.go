@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,7 +32,9 @@ import (
 func serveISCSI(t *testing.T, o ISCSIOptions) string {
 	t.Helper()
 	o.Portal = "127.0.0.1:0"
-	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	ready := make(chan net.Addr, 1)
 	o.Ready = func(a net.Addr) { ready <- a }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -281,11 +284,33 @@ func TestISCSIHeaderDigestWithQEMU(t *testing.T) {
 	if err := os.Truncate(name, 4<<20); err != nil {
 		t.Fatal(err)
 	}
-	url := serveISCSI(t, ISCSIOptions{LUNs: []string{"raw:" + name}})
+	log := &syncBuffer{}
+	url := serveISCSI(t, ISCSIOptions{LUNs: []string{"raw:" + name}, Logger: slog.New(slog.NewTextHandler(log, nil))})
 	portal := strings.Split(url, "/")[2] // iscsi://HOST:PORT/...
 	opts := fmt.Sprintf("driver=iscsi,transport=tcp,portal=%s,target=%s,lun=0,header-digest=crc32c", portal, DefaultISCSITarget)
 	out, err := exec.Command("qemu-io", "--image-opts", "-c", "write -P 0x5a 512 1M", "-c", "read -P 0x5a 512 1M", opts).CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("read 1048576/1048576")) {
 		t.Fatalf("qemu-io with header-digest=crc32c: %v\n%s", err, out)
 	}
+	if !strings.Contains(log.String(), "header_digest=true") {
+		t.Fatalf("no session negotiated a header digest:\n%s", log.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
