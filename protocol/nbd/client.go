@@ -103,8 +103,13 @@ func DialOptions(rawURL string, readOnly bool, o Options) (*Client, error) {
 	if err != nil {
 		return nil, &block.OpError{Op: "open", Node: rawURL, Err: err}
 	}
+	return newClient(nc, rawURL, t, readOnly, o)
+}
+
+// newClient negotiates on an open connection (closed on failure).
+func newClient(nc net.Conn, name string, t Target, readOnly bool, o Options) (*Client, error) {
 	c := &Client{
-		name:       rawURL,
+		name:       name,
 		readOnly:   readOnly,
 		conn:       nc,
 		br:         bufio.NewReaderSize(nc, 256<<10),
@@ -114,7 +119,7 @@ func DialOptions(rawURL string, readOnly bool, o Options) (*Client, error) {
 	}
 	if err := c.handshake(t, o); err != nil {
 		nc.Close()
-		return nil, &block.OpError{Op: "open", Node: rawURL, Err: err}
+		return nil, &block.OpError{Op: "open", Node: name, Err: err}
 	}
 	if c.flags&nbdwire.FlagReadOnly != 0 {
 		c.readOnly = true
