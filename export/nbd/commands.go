@@ -14,6 +14,10 @@ import (
 // as data (the status lookup would cost more than the bytes it saves).
 const sparseReadMin = 64 << 10
 
+// slowWrite is the WRITE size above which a write does not hold back the
+// replies of other requests while it runs (see send).
+const slowWrite = 256 << 10
+
 // maxStatusDescriptors bounds the descriptors in one status chunk.
 const maxStatusDescriptors = 1 << 16
 
@@ -105,8 +109,9 @@ func (c *conn) run(j *job) {
 	if r.Flags&nbdwire.CmdFlagFUA != 0 && e.flags&nbdwire.FlagSendFUA != 0 {
 		fua = block.FUA
 	}
-	// Slow commands do not count as busy while they run, so the replies
-	// of other requests are not held back waiting for them (see send).
+	// Slow commands (flush, trim, write-zeroes, FUA or large writes) do
+	// not count as busy while they run, so the replies of other requests
+	// are not held back waiting for them (see send).
 	slow := func(f func() error) error {
 		c.busy.Add(-1)
 		defer c.busy.Add(1)
@@ -121,9 +126,16 @@ func (c *conn) run(j *job) {
 		c.blockStatus(r)
 		return
 	case nbdwire.CmdWrite:
-		h := e.locks.lock(off, off+n)
-		err = node.Pwrite(*j.payload, off, fua)
-		e.locks.unlock(h)
+		write := func() error {
+			h := e.locks.lock(off, off+n)
+			defer e.locks.unlock(h)
+			return node.Pwrite(*j.payload, off, fua)
+		}
+		if n > slowWrite || fua != 0 {
+			err = slow(write)
+		} else {
+			err = write()
+		}
 	case nbdwire.CmdFlush:
 		err = slow(node.Flush)
 	case nbdwire.CmdTrim:
