@@ -34,7 +34,8 @@
 // reading one request each and then run it themselves, so up to Workers
 // requests run at once and replies go out of order. Replies share one
 // buffered writer, flushed when no other request is still running (slow
-// ones - FLUSH, TRIM, WRITE_ZEROES - do not count), so bursts of replies
+// ones - FLUSH, TRIM, WRITE_ZEROES, FUA or large writes - do not count),
+// so bursts of replies
 // leave in one write.
 // Mutating requests on overlapping ranges of one export are serialized
 // (the Driver contract allows parallel mutation of disjoint ranges only).
