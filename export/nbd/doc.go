@@ -35,8 +35,7 @@
 // requests run at once and replies go out of order. Replies share one
 // buffered writer, flushed when no other request is still running (slow
 // ones - FLUSH, TRIM, WRITE_ZEROES, FUA or large writes - do not count),
-// so bursts of replies
-// leave in one write.
+// so bursts of replies leave in one write.
 // Mutating requests on overlapping ranges of one export are serialized
 // (the Driver contract allows parallel mutation of disjoint ranges only).
 // Payload buffers come from a pool, and each connection holds at most
