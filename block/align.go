@@ -53,7 +53,7 @@ type alignNode struct {
 	d      Driver
 	align  int64
 	bounce sync.Pool  // *[]byte of align bytes
-	locks  rangeLocks // guards read-modify-write of partial blocks
+	locks  RangeLocks // guards read-modify-write of partial blocks
 }
 
 func (n *alignNode) Unwrap() Driver      { return n.d }
@@ -125,7 +125,8 @@ func (n *alignNode) lockSpan(off, length int64) func() {
 	if r := end % n.align; r != 0 {
 		end += n.align - r
 	}
-	return n.locks.lock(start, end)
+	h := n.locks.Lock(start, end)
+	return func() { n.locks.Unlock(h) }
 }
 
 // block returns the bounds of the block holding off, cut at Size.

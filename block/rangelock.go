@@ -2,26 +2,29 @@ package block
 
 import "sync"
 
-// rangeLocks serializes holders of overlapping byte ranges. Waiters for a
-// range block until every overlapping holder has unlocked; holders of
-// disjoint ranges proceed in parallel. It is meant for short critical
-// sections with little contention (read-modify-write of partial blocks).
-type rangeLocks struct {
+// RangeLocks serializes holders of overlapping ranges [start, end); holders
+// of disjoint ranges proceed in parallel. The Driver contract lets mutating
+// calls run in parallel only on non-overlapping ranges, so callers that
+// accept requests from outside (exports, the alignment wrapper) hold a range
+// lock around each mutating call. It is meant for short critical sections
+// with little contention. The zero value is ready to use.
+type RangeLocks struct {
 	mu   sync.Mutex   // guards held
-	held []*heldRange // ranges currently locked
+	held []*RangeHold // ranges currently locked
 }
 
-type heldRange struct {
+// RangeHold is one held range, returned by Lock and given back to Unlock.
+type RangeHold struct {
 	start, end int64
 	done       chan struct{} // closed on unlock
 }
 
-// lock blocks until [start, end) overlaps no held range, then holds it. The
-// caller must call the returned function exactly once to release it.
-func (l *rangeLocks) lock(start, end int64) (unlock func()) {
+// Lock blocks until [start, end) overlaps no held range, then holds it. The
+// caller must pass the result to Unlock exactly once.
+func (l *RangeLocks) Lock(start, end int64) *RangeHold {
 	for {
 		l.mu.Lock()
-		var busy *heldRange
+		var busy *RangeHold
 		for _, h := range l.held {
 			if h.start < end && start < h.end {
 				busy = h
@@ -29,21 +32,25 @@ func (l *rangeLocks) lock(start, end int64) (unlock func()) {
 			}
 		}
 		if busy == nil {
-			h := &heldRange{start: start, end: end, done: make(chan struct{})}
+			h := &RangeHold{start: start, end: end, done: make(chan struct{})}
 			l.held = append(l.held, h)
 			l.mu.Unlock()
-			return func() { l.unlock(h) }
+			return h
 		}
 		l.mu.Unlock()
 		<-busy.done
 	}
 }
 
-func (l *rangeLocks) unlock(h *heldRange) {
+// Unlock releases a range held by Lock and wakes its waiters.
+func (l *RangeLocks) Unlock(h *RangeHold) {
 	l.mu.Lock()
 	for i, x := range l.held {
 		if x == h {
-			l.held = append(l.held[:i], l.held[i+1:]...)
+			last := len(l.held) - 1
+			l.held[i] = l.held[last]
+			l.held[last] = nil
+			l.held = l.held[:last]
 			break
 		}
 	}

@@ -6,12 +6,12 @@ import (
 )
 
 func TestRangeLocks(t *testing.T) {
-	var l rangeLocks
-	unlockA := l.lock(0, 4096)
+	var l RangeLocks
+	unlockA := lockFn(&l, 0, 4096)
 	// Disjoint: proceeds at once.
 	done := make(chan struct{})
 	go func() {
-		u := l.lock(4096, 8192)
+		u := lockFn(&l, 4096, 8192)
 		u()
 		close(done)
 	}()
@@ -24,7 +24,7 @@ func TestRangeLocks(t *testing.T) {
 	got := make(chan struct{})
 	released := make(chan struct{})
 	go func() {
-		u := l.lock(4000, 4100)
+		u := lockFn(&l, 4000, 4100)
 		close(got)
 		u()
 		close(released)
@@ -46,4 +46,10 @@ func TestRangeLocks(t *testing.T) {
 	if len(l.held) != 0 {
 		t.Fatalf("%d ranges still held", len(l.held))
 	}
+}
+
+// lockFn adapts Lock/Unlock to a release function for the tests.
+func lockFn(l *RangeLocks, start, end int64) func() {
+	h := l.Lock(start, end)
+	return func() { l.Unlock(h) }
 }

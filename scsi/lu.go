@@ -81,7 +81,7 @@ type LU struct {
 	product    string
 	revision   string
 
-	locks rangeLock
+	locks block.RangeLocks
 	res   reservations
 }
 

@@ -114,8 +114,8 @@ func (lu *LU) deallocate(lba, blocks uint64, anchor bool) error {
 	default:
 		return nil
 	}
-	unlock := lu.locks.lock(lba, lba+blocks)
-	defer unlock()
+	hold := lu.locks.Lock(int64(lba), int64(lba+blocks))
+	defer lu.locks.Unlock(hold)
 	return op()
 }
 
@@ -159,8 +159,8 @@ func (lu *LU) writeSame(c *Command) {
 	}
 	zero := ndob || block.IsZero(pattern)
 	off, n := lu.byteRange(r.lba, r.blocks)
-	unlock := lu.locks.lock(r.lba, r.lba+r.blocks)
-	defer unlock()
+	hold := lu.locks.Lock(int64(r.lba), int64(r.lba+r.blocks))
+	defer lu.locks.Unlock(hold)
 	var err error
 	switch {
 	case zero && anchor:

@@ -94,9 +94,9 @@ func (lu *LU) write(c *Command) {
 	case opWriteVerify10, opWriteVerify12, opWriteVerify16:
 		flags |= block.FUA
 	}
-	unlock := lu.locks.lock(r.lba, r.lba+r.blocks)
+	hold := lu.locks.Lock(int64(r.lba), int64(r.lba+r.blocks))
 	err := lu.node.Pwrite(data, off, flags)
-	unlock()
+	lu.locks.Unlock(hold)
 	if err != nil {
 		c.fail(senseFor(opWrite, err))
 	}
@@ -179,8 +179,8 @@ func (lu *LU) compareAndWrite(c *Command) {
 	buf := getBuf(int(n))
 	defer putBuf(buf)
 	medium := (*buf)[:n]
-	unlock := lu.locks.lock(r.lba, r.lba+r.blocks)
-	defer unlock()
+	hold := lu.locks.Lock(int64(r.lba), int64(r.lba+r.blocks))
+	defer lu.locks.Unlock(hold)
 	if err := lu.node.Pread(medium, off); err != nil {
 		c.fail(senseFor(opRead, err))
 		return
@@ -215,8 +215,8 @@ func (lu *LU) orWrite(c *Command) {
 	buf := getBuf(int(n))
 	defer putBuf(buf)
 	medium := (*buf)[:n]
-	unlock := lu.locks.lock(r.lba, r.lba+r.blocks)
-	defer unlock()
+	hold := lu.locks.Lock(int64(r.lba), int64(r.lba+r.blocks))
+	defer lu.locks.Unlock(hold)
 	if err := lu.node.Pread(medium, off); err != nil {
 		c.fail(senseFor(opRead, err))
 		return

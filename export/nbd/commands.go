@@ -127,8 +127,8 @@ func (c *conn) run(j *job) {
 		return
 	case nbdwire.CmdWrite:
 		write := func() error {
-			h := e.locks.lock(off, off+n)
-			defer e.locks.unlock(h)
+			h := e.locks.Lock(off, off+n)
+			defer e.locks.Unlock(h)
 			return node.Pwrite(*j.payload, off, fua)
 		}
 		if n > slowWrite || fua != 0 {
@@ -141,8 +141,8 @@ func (c *conn) run(j *job) {
 	case nbdwire.CmdTrim:
 		if e.flags&nbdwire.FlagSendTrim != 0 && n > 0 {
 			err = slow(func() error {
-				h := e.locks.lock(off, off+n)
-				defer e.locks.unlock(h)
+				h := e.locks.Lock(off, off+n)
+				defer e.locks.Unlock(h)
 				return block.DiscardRange(node, off, n, fua)
 			})
 		}
@@ -160,8 +160,8 @@ func (c *conn) run(j *job) {
 		}
 		if n > 0 {
 			err = slow(func() error {
-				h := e.locks.lock(off, off+n)
-				defer e.locks.unlock(h)
+				h := e.locks.Lock(off, off+n)
+				defer e.locks.Unlock(h)
 				return block.ZeroRange(node, off, n, flags)
 			})
 		}

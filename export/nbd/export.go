@@ -41,7 +41,7 @@ type Export struct {
 	minBlk  uint32
 	prefBlk uint32
 	maxPay  uint32
-	locks   rangeLocks
+	locks   block.RangeLocks
 	initErr error
 }
 
@@ -118,50 +118,4 @@ func (e *Export) BlockSizes() (minimum, preferred, maximum uint32) {
 	}
 	maximum = max(maximum, preferred)
 	return minimum, preferred, maximum
-}
-
-// rangeLocks serializes mutating requests on overlapping byte ranges.
-type rangeLocks struct {
-	mu   sync.Mutex // guards held
-	held []*heldRange
-}
-
-type heldRange struct {
-	start, end int64
-	done       chan struct{} // closed on unlock
-}
-
-// lock waits until [start, end) overlaps no held range, then holds it.
-func (l *rangeLocks) lock(start, end int64) *heldRange {
-	for {
-		l.mu.Lock()
-		var busy *heldRange
-		for _, h := range l.held {
-			if h.start < end && start < h.end {
-				busy = h
-				break
-			}
-		}
-		if busy == nil {
-			h := &heldRange{start: start, end: end, done: make(chan struct{})}
-			l.held = append(l.held, h)
-			l.mu.Unlock()
-			return h
-		}
-		l.mu.Unlock()
-		<-busy.done
-	}
-}
-
-func (l *rangeLocks) unlock(h *heldRange) {
-	l.mu.Lock()
-	for i, x := range l.held {
-		if x == h {
-			l.held[i] = l.held[len(l.held)-1]
-			l.held = l.held[:len(l.held)-1]
-			break
-		}
-	}
-	l.mu.Unlock()
-	close(h.done)
 }
