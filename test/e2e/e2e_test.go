@@ -62,7 +62,6 @@ func runVariant(t *testing.T, env guestEnv, v variant) {
 	image := filepath.Join(tempDir(t), "disk."+v.format)
 	testutil.MustRun(t, "qemu-img", "create", "-q", "-f", v.format, image, strconv.Itoa(diskSize))
 
-	port := freePort(t)
 	cfg := vmConfig{
 		Params:  map[string]string{"mib": strconv.Itoa(writeMiB), "disk": "sda"},
 		Timeout: guestTimeout,
@@ -70,20 +69,24 @@ func runVariant(t *testing.T, env guestEnv, v variant) {
 	var srv *server
 	switch v.transport {
 	case "nbd":
-		srv = startServer(t, port, "nbd", "-f", v.format, "-b", "127.0.0.1", "-p", strconv.Itoa(port),
-			"-x", "disk0", "-t", "--discard="+v.discard, image)
-		cfg.Drive = fmt.Sprintf("file=nbd://127.0.0.1:%d/disk0,format=raw,if=none,id=d0,discard=unmap", port)
+		srv = startServer(t, func(port int) []string {
+			return []string{"nbd", "-f", v.format, "-b", "127.0.0.1", "-p", strconv.Itoa(port),
+				"-x", "disk0", "-t", "--discard=" + v.discard, image}
+		})
+		cfg.Drive = fmt.Sprintf("file=nbd://127.0.0.1:%d/disk0,format=raw,if=none,id=d0,discard=unmap", srv.port)
 	case "iscsi":
-		args := []string{"iscsi", "--portal", fmt.Sprintf("127.0.0.1:%d", port), "--target", targetIQN,
-			"--lun", v.format + ":" + image, "--discard=" + v.discard}
-		if v.lbprz {
-			args = append(args, "--lbprz")
-		}
-		if v.anchor {
-			args = append(args, "--anchor")
-		}
-		srv = startServer(t, port, args...)
-		cfg.Drive = fmt.Sprintf("file=iscsi://127.0.0.1:%d/%s/0,format=raw,if=none,id=d0,discard=unmap", port, targetIQN)
+		srv = startServer(t, func(port int) []string {
+			args := []string{"iscsi", "--portal", fmt.Sprintf("127.0.0.1:%d", port), "--target", targetIQN,
+				"--lun", v.format + ":" + image, "--discard=" + v.discard}
+			if v.lbprz {
+				args = append(args, "--lbprz")
+			}
+			if v.anchor {
+				args = append(args, "--anchor")
+			}
+			return args
+		})
+		cfg.Drive = fmt.Sprintf("file=iscsi://127.0.0.1:%d/%s/0,format=raw,if=none,id=d0,discard=unmap", srv.port, targetIQN)
 	}
 	switch v.device {
 	case "virtio-blk":
@@ -213,8 +216,10 @@ func checkAnchored(t *testing.T, g *guest, image, format string) {
 			}
 		}
 		report := t.Errorf
-		if bug, ok := knownAnchorBug[format+"/"+r.was]; ok {
-			report = func(format string, args ...any) { knownBug(t, bug, format, args...) }
+		bug, known := knownAnchorBug[format+"/"+r.was]
+		seen := false
+		if known {
+			report = func(format string, args ...any) { seen = true; knownBug(t, bug, format, args...) }
 		}
 		if err := lbaStatusIs(t, g, r.status, r.lbaKey, "anchored"); err != nil {
 			report("anchoring %s blocks: %v", r.was, err)
@@ -222,6 +227,9 @@ func checkAnchored(t *testing.T, g *guest, image, format string) {
 		off := g.value(r.lbaKey) * g.value("lbs")
 		if e := a.at(t, off); !e.Zero || e.Data {
 			report("anchoring %s blocks: thinblk map at offset %d: %+v, want zero and no data", r.was, off, e)
+		}
+		if known && !seen {
+			t.Logf("known bug no longer seen, remove it from knownAnchorBug: %s", bug)
 		}
 	}
 	t.Logf("after anchoring: %v", a)
@@ -232,8 +240,6 @@ func checkAnchored(t *testing.T, g *guest, image, format string) {
 var knownAnchorBug = map[string]string{
 	"raw/deallocated": "WRITE SAME ANCHOR on deallocated blocks of a raw file reserves the space (du grows) but GET LBA STATUS and map still say deallocated/hole",
 	"raw/mapped":      "WRITE SAME ANCHOR on mapped blocks of a raw file leaves unwritten extents that GET LBA STATUS reports as deallocated",
-	"qcow2/deallocated": "WRITE SAME ANCHOR on deallocated qcow2 clusters leaves them deallocated " +
-		"(scsi: ANCHOR becomes WriteZeroes without MayUnmap, which allocates nothing)",
 }
 
 // knownBug reports a check that fails because of a known thinblk bug,

@@ -37,12 +37,31 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startServer runs thinblk with args (which must make it listen on
-// 127.0.0.1:port) and waits until the port accepts connections. The server
-// is stopped by PID (SIGTERM, then SIGKILL after 10 s) when the test ends;
-// its log is printed if the test failed.
-func startServer(t *testing.T, port int, args ...string) *server {
+// startServer runs thinblk with argsFor(port), which must make it listen on
+// 127.0.0.1:port, for a free port, and waits until the port accepts
+// connections. Other tests on this machine pick ports too: a server that
+// exits right after its port answered (someone else got the port first)
+// is retried on another port, twice. The server is stopped by PID
+// (SIGTERM, then SIGKILL after 10 s) when the test ends; its log is printed
+// if the test failed.
+func startServer(t *testing.T, argsFor func(port int) []string) *server {
 	t.Helper()
+	for try := 1; ; try++ {
+		s, err := tryServer(t, freePort(t), argsFor)
+		if err == nil {
+			return s
+		}
+		if try == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("%v; trying another port", err)
+	}
+}
+
+// tryServer starts one server on port; see startServer.
+func tryServer(t *testing.T, port int, argsFor func(port int) []string) (*server, error) {
+	t.Helper()
+	args := argsFor(port)
 	bin := testutil.Thinblk(t)
 	logPath := filepath.Join(tempDir(t), "server.log")
 	logFile, err := os.Create(logPath)
@@ -75,11 +94,19 @@ func startServer(t *testing.T, port int, args ...string) *server {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 		if err == nil {
 			c.Close()
-			return s
+			// A server that could not bind exits at once; make sure the
+			// port that answered is ours.
+			select {
+			case <-s.done:
+				return nil, fmt.Errorf("thinblk %s exited (%v) although port %d answered:\n%s",
+					strings.Join(args, " "), s.waitErr, port, tail(logPath, 20))
+			case <-time.After(300 * time.Millisecond):
+				return s, nil
+			}
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("thinblk %s exited before listening (%v):\n%s", strings.Join(args, " "), s.waitErr, tail(logPath, 20))
+			return nil, fmt.Errorf("thinblk %s exited before listening (%v):\n%s", strings.Join(args, " "), s.waitErr, tail(logPath, 20))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

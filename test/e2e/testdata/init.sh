@@ -3,6 +3,7 @@
 #
 # It talks to the host test over the serial console (ttyS0, QEMU's stdio):
 #   @@STEP name        a step is done; the guest then waits for a line "go"
+#                      (repeating this line every 5 s until it comes)
 #   @@OUT name         start of a captured command output
 #   @@RC name code     end of that output and the command's exit code
 #   @@KV key value     a value the host needs (the file's first LBA, ...)
@@ -45,11 +46,18 @@ fail() {
 	finish
 }
 
-# step NAME: report NAME done and wait for the host's "go".
+# step NAME: report NAME done and wait for the host's "go". The report is
+# repeated every 5 s until the go comes, in case a kernel message garbled
+# the line on the console; the host ignores the repeats.
 step() {
-	say "STEP $1"
 	ans=
-	read -t 600 ans
+	n=0
+	while :; do
+		say "STEP $1"
+		read -t 5 ans && break
+		n=$((n + 1))
+		[ $n -ge 120 ] && fail "no go from the host after step $1"
+	done
 	case $ans in
 	*go*) ;;
 	*) fail "no go from the host after step $1 (read '$ans')" ;;
