@@ -30,6 +30,10 @@ type Image struct {
 	size        int64 // virtual size (changes only under resize)
 
 	ranges *rangeLock
+	// ioSlots bounds the guest data requests in flight to the file node:
+	// past a handful, concurrent writers to one file only contend in the
+	// kernel (option "data-io-depth", default 8).
+	ioSlots chan struct{}
 
 	// mu guards everything below: the header, the L1 and refcount tables,
 	// both caches, the allocator and the list of pending frees. It is never
@@ -59,6 +63,10 @@ type Image struct {
 type freeRange struct {
 	first, count int64
 }
+
+// acquireIO and releaseIO bracket guest data I/O to the file node.
+func (img *Image) acquireIO() { img.ioSlots <- struct{}{} }
+func (img *Image) releaseIO() { <-img.ioSlots }
 
 // Probe recognises the qcow2 magic.
 func Probe(head []byte) int {
@@ -170,6 +178,7 @@ func (img *Image) configureCaches(opts map[string]string) error {
 	// and a quarter of that for refcount blocks.
 	l2Bytes := min(((img.size/(img.l2Entries*cs))+1)*cs, 32<<20)
 	rbBytes := max(l2Bytes/4, 4*cs)
+	ioDepth := int64(8)
 	for k, v := range opts {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
@@ -180,10 +189,13 @@ func (img *Image) configureCaches(opts map[string]string) error {
 			l2Bytes = n
 		case "refcount-cache-size":
 			rbBytes = n
+		case "data-io-depth":
+			ioDepth = max(n, 1)
 		default:
 			return fmt.Errorf("%w: qcow2: unknown option %q", block.ErrInvalid, k)
 		}
 	}
+	img.ioSlots = make(chan struct{}, min(ioDepth, 1024))
 	img.l2Cache = newTableCache(int(cs), int(min(l2Bytes/cs, 1<<20)), img.loadTable, img.writeL2Locked)
 	img.rbCache = newTableCache(int(cs), int(min(rbBytes/cs, 1<<20)), img.loadTable, img.writeTable)
 	return nil

@@ -63,7 +63,9 @@ func (img *Image) readLocked(p []byte, off int64) error {
 			case fromZero:
 				clear(dst)
 			case fromHost:
+				img.acquireIO()
 				err = img.file.Pread(dst, runHost)
+				img.releaseIO()
 			case fromBacking:
 				err = img.readBacking(dst, runOff)
 			}

@@ -76,7 +76,10 @@ func (img *Image) writeCluster(vc int64, data []byte, a int64) error {
 			m.alloc, m.zero = allUnits(img.units), 0
 		}
 	}
-	if err := img.writeClusterData(vc, old, m, needNew, data, a); err != nil {
+	img.acquireIO()
+	err = img.writeClusterData(vc, old, m, needNew, data, a)
+	img.releaseIO()
+	if err != nil {
 		if needNew {
 			img.mu.Lock()
 			// Nothing points at the new cluster yet: release it at once.
