@@ -144,12 +144,31 @@ func TestDifferentialQemuIO(t *testing.T) {
 	for i, cfg := range diffMatrix {
 		t.Run(cfg.String(), func(t *testing.T) {
 			r := rand.New(rand.NewSource(seed + int64(i)))
-			runDifferential(t, r, cfg)
+			runDifferential(t, r, cfg, "")
 		})
 	}
 }
 
-func runDifferential(t *testing.T, r *rand.Rand, cfg diffConfig) {
+// TestDifferentialThinblkIO is TestDifferentialQemuIO with our side run by
+// the `thinblk io` binary, over a part of the matrix.
+func TestDifferentialThinblkIO(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io")
+	bin := testutil.Thinblk(t)
+	seed := testutil.Seed(t)
+	for i, cfg := range diffMatrix {
+		if i%3 != 0 {
+			continue
+		}
+		t.Run(cfg.String(), func(t *testing.T) {
+			r := rand.New(rand.NewSource(seed + 1000 + int64(i)))
+			runDifferential(t, r, cfg, bin)
+		})
+	}
+}
+
+// runDifferential applies the operations in-process, or with bin (the
+// thinblk binary) through `thinblk io` when bin is not empty.
+func runDifferential(t *testing.T, r *rand.Rand, cfg diffConfig, bin string) {
 	dir := t.TempDir()
 	cs := cfg.clusterSize
 	size := max(4<<20, 6*cs) + int64(r.Intn(3))*512 // sometimes not cluster aligned
@@ -181,24 +200,32 @@ func runDifferential(t *testing.T, r *rand.Rand, cfg diffConfig) {
 	run(t, "qemu-io", append(pre, theirs)...)
 
 	discard := !(cfg.compat == "0.10" && cfg.backing != "none")
-	ops := randomOps(r, 60, size, cs, discard)
-	d := openPath(t, ours, false)
+	ops := randomOps(r, 100, size, cs, discard)
 	var log []string
-	for _, op := range ops {
-		log = append(log, op.qemuArgs)
-		if err := applyOp(d, op); err != nil {
-			t.Fatalf("%s: %v", op.qemuArgs, err)
-		}
-	}
-	if err := d.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
 	args := []string{"-f", "qcow2"}
 	for _, op := range ops {
+		log = append(log, op.qemuArgs)
 		args = append(args, "-c", op.qemuArgs)
+	}
+	if bin != "" {
+		// The same commands through `thinblk io`.
+		out, err := runCode(bin, append(append([]string{"io"}, args...), ours)...)
+		if err != nil {
+			t.Fatalf("thinblk io: %v\n%s", err, out)
+		}
+	} else {
+		d := openPath(t, ours, false)
+		for _, op := range ops {
+			if err := applyOp(d, op); err != nil {
+				t.Fatalf("%s: %v", op.qemuArgs, err)
+			}
+		}
+		if err := d.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	run(t, "qemu-io", append(args, theirs)...)
 	fail := func(format string, a ...any) {
@@ -214,7 +241,7 @@ func runDifferential(t *testing.T, r *rand.Rand, cfg diffConfig) {
 	want := qemuMap(t, theirs)
 	compareMapsOr(t, got, want, fail)
 	// Our own map of our image agrees with qemu's map of it.
-	d = openPath(t, ours, true)
+	d := openPath(t, ours, true)
 	defer d.Close()
 	compareMapsOr(t, ourMap(t, d), got, fail)
 }
