@@ -1,0 +1,467 @@
+package vmdk
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/protocol/file"
+)
+
+// Image is an open VMDK: its descriptor and extents, and the parent disk of
+// a delta disk. It is read-only; Pread and BlockStatus may run
+// concurrently.
+type Image struct {
+	name    string
+	file    block.Driver // the file opened by the caller (descriptor or monolithic extent)
+	desc    *Descriptor
+	extents []extent
+	starts  []int64 // starts[i] is the disk offset of extents[i]
+	size    int64
+	parent  block.Driver
+}
+
+var (
+	_ block.Driver = (*Image)(nil)
+	_ block.Backed = (*Image)(nil)
+)
+
+func init() {
+	image.Register(image.Format{
+		Name:  "vmdk",
+		Probe: Probe,
+		Open:  func(f block.Driver, o image.FormatOpen) (block.Driver, error) { return Open(f, o) },
+	})
+}
+
+// Probe recognises a sparse extent header (score 100) or a text descriptor
+// ("# Disk DescriptorFile" first, 100; a createType= line, 50).
+func Probe(head []byte) int {
+	if len(head) >= 4 && string(head[:4]) == Magic {
+		return 100
+	}
+	if bytes.HasPrefix(head, []byte("# Disk DescriptorFile")) {
+		return 100
+	}
+	if bytes.IndexByte(head, 0) < 0 {
+		for _, line := range bytes.Split(head, []byte("\n")) {
+			if bytes.HasPrefix(bytes.TrimSpace(line), []byte("createType=")) {
+				return 50
+			}
+		}
+	}
+	return 0
+}
+
+// Open opens the VMDK in file: a monolithic sparse or streamOptimized file,
+// or a text descriptor whose extent files are opened read-only by their
+// names relative to o.Name. On success the image owns file; on failure the
+// caller closes it. A delta disk's parent is opened through o.OpenBacking
+// (as format vmdk) unless o.NoBacking. The image is read-only whatever
+// o.ReadOnly says.
+func Open(f block.Driver, o image.FormatOpen) (*Image, error) {
+	img, err := open(f, o)
+	if err != nil {
+		return nil, &block.OpError{Op: "open", Node: o.Name, Err: err}
+	}
+	return img, nil
+}
+
+func open(f block.Driver, o image.FormatOpen) (*Image, error) {
+	for k := range o.Options {
+		return nil, fmt.Errorf("vmdk: %w: unknown option %q", block.ErrInvalid, k)
+	}
+	img := &Image{name: o.Name, file: f}
+	fileSize := f.Size()
+	head := make([]byte, min(fileSize, headerSize))
+	if err := f.Pread(head, 0); err != nil {
+		return nil, err
+	}
+	var err error
+	if len(head) >= 4 && string(head[:4]) == Magic {
+		err = img.openMonolithic(o)
+	} else {
+		err = img.openDescriptor(o)
+	}
+	if err != nil {
+		img.closeExtents()
+		return nil, err
+	}
+	if hint := img.desc.ParentFileNameHint; hint != "" && !o.NoBacking {
+		if o.OpenBacking == nil {
+			img.closeExtents()
+			return nil, fmt.Errorf("%w: vmdk: delta disk of %q but no way to open it", block.ErrInvalid, hint)
+		}
+		p, err := o.OpenBacking(hint, "vmdk")
+		if err != nil {
+			img.closeExtents()
+			return nil, fmt.Errorf("vmdk: opening parent %q: %w", hint, err)
+		}
+		img.parent = p
+	}
+	return img, nil
+}
+
+// openMonolithic opens a file that is itself one sparse extent, with its
+// descriptor embedded.
+func (img *Image) openMonolithic(o image.FormatOpen) error {
+	e, h, err := openSparseExtent(img.file, false, o.Name, -1)
+	if err != nil {
+		return err
+	}
+	img.extents = []extent{e}
+	img.starts = []int64{0}
+	img.size = e.bytes
+	img.desc = &Descriptor{CID: 0xffffffff, ParentCID: 0xffffffff, DDB: map[string]string{}}
+	if h.DescriptorSize == 0 {
+		return nil
+	}
+	fileSize := img.file.Size()
+	if h.DescriptorSize > maxDescriptorSize/sectorSize || h.DescriptorOffset > uint64(fileSize)/sectorSize ||
+		int64(h.DescriptorSize)*sectorSize > fileSize-int64(h.DescriptorOffset)*sectorSize {
+		return corruptf("embedded descriptor of %d sectors at sector %d does not fit a file of %d bytes (at most %d bytes)",
+			h.DescriptorSize, h.DescriptorOffset, fileSize, maxDescriptorSize)
+	}
+	text := make([]byte, h.DescriptorSize*sectorSize)
+	if err := img.file.Pread(text, int64(h.DescriptorOffset)*sectorSize); err != nil {
+		return err
+	}
+	if i := bytes.IndexByte(text, 0); i >= 0 {
+		text = text[:i]
+	}
+	d, err := parseDescriptor(string(text))
+	if err != nil {
+		return err
+	}
+	img.desc = d
+	return nil
+}
+
+// openDescriptor opens a text descriptor and its extent files.
+func (img *Image) openDescriptor(o image.FormatOpen) error {
+	fileSize := img.file.Size()
+	if fileSize > maxDescriptorSize {
+		return corruptf("no sparse extent magic, and %d bytes is too large for a descriptor file", fileSize)
+	}
+	text := make([]byte, fileSize)
+	if err := img.file.Pread(text, 0); err != nil {
+		return err
+	}
+	// qemu pads a rewritten descriptor file with NULs to a sector.
+	if i := bytes.IndexByte(text, 0); i >= 0 {
+		if len(bytes.Trim(text[i:], "\x00")) != 0 {
+			return corruptf("neither a sparse extent nor a text descriptor")
+		}
+		text = text[:i]
+	}
+	d, err := parseDescriptor(string(text))
+	if err != nil {
+		return err
+	}
+	if len(d.Extents) == 0 {
+		return corruptf("descriptor has no extents")
+	}
+	img.desc = d
+	for _, line := range d.Extents {
+		extBytes := line.Sectors * sectorSize
+		if img.size > (1<<62)-extBytes {
+			return corruptf("extents add up to more than 4 EiB")
+		}
+		e, err := img.openExtent(line, o)
+		if err != nil {
+			return err
+		}
+		img.starts = append(img.starts, img.size)
+		img.extents = append(img.extents, e)
+		img.size += extBytes
+	}
+	return nil
+}
+
+// openExtent opens the file of one extent line.
+func (img *Image) openExtent(line ExtentLine, o image.FormatOpen) (extent, error) {
+	extBytes := line.Sectors * sectorSize
+	switch line.Type {
+	case "ZERO":
+		return zeroExtent{bytes: extBytes}, nil
+	case "VMFSSPARSE", "SESPARSE":
+		return nil, fmt.Errorf("vmdk: %w: %s extents (%q)", block.ErrNotSupported, line.Type, line.FileName)
+	}
+	if image.IsURL(o.Name) {
+		return nil, fmt.Errorf("vmdk: %w: extent files of a descriptor opened by URL", block.ErrNotSupported)
+	}
+	path := image.ResolveBacking(o.Name, line.FileName)
+	f, err := file.Open(path, file.Options{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("vmdk: extent %q: %w", path, err)
+	}
+	var e extent
+	switch line.Type {
+	case "SPARSE":
+		var se *sparseExtent
+		se, _, err = openSparseExtent(f, true, path, extBytes)
+		if se != nil {
+			se.extType = "SPARSE"
+			e = se
+		}
+	default: // FLAT, VMFS, VMFSRDM, VMFSRAW
+		if line.Offset > (1<<62)/sectorSize {
+			err = corruptf("extent offset %d sectors too large", line.Offset)
+			break
+		}
+		e, err = newFlatExtent(f, true, path, line.Offset*sectorSize, extBytes)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (img *Image) closeExtents() {
+	for _, e := range img.extents {
+		e.close()
+	}
+	img.extents = nil
+}
+
+// find returns the index of the extent holding off (off < size).
+func (img *Image) find(off int64) int {
+	return sort.Search(len(img.starts), func(i int) bool { return img.starts[i] > off }) - 1
+}
+
+// Size returns the virtual size in bytes (the sum of the extents).
+func (img *Image) Size() int64 { return img.size }
+
+// Backing returns the parent disk, or nil.
+func (img *Image) Backing() block.Driver { return img.parent }
+
+func (img *Image) check(op string, off, n int64) error {
+	if err := block.CheckRange(off, n, img.size); err != nil {
+		return &block.OpError{Op: op, Node: img.name, Off: off, Len: n, Err: err}
+	}
+	return nil
+}
+
+// Pread reads p at off: allocated grains from their extent, zeroed grains
+// as zeros, unallocated grains from the parent (zeros past its end or
+// without one).
+func (img *Image) Pread(p []byte, off int64) error {
+	if err := img.check("pread", off, int64(len(p))); err != nil {
+		return err
+	}
+	for len(p) > 0 {
+		i := img.find(off)
+		e, rel := img.extents[i], off-img.starts[i]
+		st, err := e.status(rel, min(int64(len(p)), e.size()-rel))
+		if err != nil {
+			return &block.OpError{Op: "pread", Node: img.name, Off: off, Len: int64(len(p)), Err: err}
+		}
+		chunk := p[:st.Len]
+		switch {
+		case st.Status&block.Data != 0:
+			err = e.readData(chunk, rel)
+		case st.Status&block.Zero != 0 || img.parent == nil:
+			clear(chunk)
+		default:
+			err = readParent(img.parent, chunk, off)
+		}
+		if err != nil {
+			return &block.OpError{Op: "pread", Node: img.name, Off: off, Len: st.Len, Err: err}
+		}
+		p = p[st.Len:]
+		off += st.Len
+	}
+	return nil
+}
+
+// readParent reads p at off from parent, zeros past its end.
+func readParent(parent block.Driver, p []byte, off int64) error {
+	ps := parent.Size()
+	if off >= ps {
+		clear(p)
+		return nil
+	}
+	n := min(int64(len(p)), ps-off)
+	clear(p[n:])
+	return parent.Pread(p[:n], off)
+}
+
+// BlockStatus reports the run at off in this disk only. HostOffset is in
+// the file of the extent holding off.
+func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
+	if err := img.check("block-status", off, n); err != nil {
+		return block.Extent{}, err
+	}
+	if n == 0 {
+		return block.Extent{}, &block.OpError{Op: "block-status", Node: img.name, Off: off, Err: fmt.Errorf("%w: zero length", block.ErrInvalid)}
+	}
+	i := img.find(off)
+	e, rel := img.extents[i], off-img.starts[i]
+	st, err := e.status(rel, min(n, e.size()-rel))
+	if err != nil {
+		return block.Extent{}, &block.OpError{Op: "block-status", Node: img.name, Off: off, Len: n, Err: err}
+	}
+	st.Off = off
+	return st, nil
+}
+
+func (img *Image) readOnly(op string, off, n int64) error {
+	return &block.OpError{Op: op, Node: img.name, Off: off, Len: n, Err: fmt.Errorf("vmdk: %w: the vmdk driver does not write", block.ErrReadOnly)}
+}
+
+// Pwrite fails: the driver is read-only.
+func (img *Image) Pwrite(p []byte, off int64, _ block.Flags) error {
+	return img.readOnly("pwrite", off, int64(len(p)))
+}
+
+// Discard fails: the driver is read-only.
+func (img *Image) Discard(off, n int64, _ block.Flags) error { return img.readOnly("discard", off, n) }
+
+// WriteZeroes fails: the driver is read-only.
+func (img *Image) WriteZeroes(off, n int64, _ block.Flags) error {
+	return img.readOnly("write-zeroes", off, n)
+}
+
+// Flush does nothing: nothing is ever written.
+func (img *Image) Flush() error { return nil }
+
+// Close closes the extent files, the file given to Open and the parent.
+func (img *Image) Close() error {
+	img.closeExtents()
+	err := img.file.Close()
+	if img.parent != nil {
+		if perr := img.parent.Close(); err == nil {
+			err = perr
+		}
+	}
+	return err
+}
+
+// Caps: read-only, with block status.
+func (img *Image) Caps() block.Caps { return block.Caps{BlockStatus: true} }
+
+// Limits: byte-addressable; a grain is the optimal transfer.
+func (img *Image) Limits() block.Limits {
+	return block.Limits{RequestAlign: 1, OptimalTransfer: img.ClusterSize()}
+}
+
+// ClusterSize returns the grain size of the first sparse extent in bytes,
+// 0 for a disk of flat extents only.
+func (img *Image) ClusterSize() int64 {
+	for _, e := range img.extents {
+		if se, ok := e.(*sparseExtent); ok {
+			return se.grain
+		}
+	}
+	return 0
+}
+
+// BackingFile returns the parent file name hint (format vmdk), "" for a
+// disk without parent.
+func (img *Image) BackingFile() (name, format string) {
+	if img.desc.ParentFileNameHint == "" {
+		return "", ""
+	}
+	return img.desc.ParentFileNameHint, "vmdk"
+}
+
+// Descriptor returns the parsed descriptor (embedded or text).
+func (img *Image) Descriptor() *Descriptor { return img.desc }
+
+// Specific is the vmdk part of Info, with qemu-img info's JSON names.
+type Specific struct {
+	CID        uint32       `json:"cid"`
+	ParentCID  uint32       `json:"parent-cid"`
+	CreateType string       `json:"create-type"`
+	Extents    []ExtentInfo `json:"extents"`
+	Parent     string       `json:"-"`
+}
+
+// ExtentInfo describes one extent, with qemu-img info's JSON names.
+type ExtentInfo struct {
+	VirtualSize int64  `json:"virtual-size"`
+	Filename    string `json:"filename,omitempty"`
+	ClusterSize int64  `json:"cluster-size,omitempty"`
+	Format      string `json:"format"`
+	Compressed  bool   `json:"compressed,omitempty"`
+}
+
+// HumanFields returns qemu-img info's "Format specific information" lines.
+func (s *Specific) HumanFields() [][2]string {
+	f := [][2]string{
+		{"cid", strconv.FormatUint(uint64(s.CID), 10)},
+		{"parent cid", strconv.FormatUint(uint64(s.ParentCID), 10)},
+		{"create type", s.CreateType},
+	}
+	if s.Parent != "" {
+		f = append(f, [2]string{"parent", s.Parent})
+	}
+	for i, e := range s.Extents {
+		v := fmt.Sprintf("%s, virtual size %d", e.Filename, e.VirtualSize)
+		if e.Format != "" {
+			v += ", format " + e.Format
+		}
+		if e.ClusterSize > 0 {
+			v += fmt.Sprintf(", cluster size %d", e.ClusterSize)
+		}
+		if e.Compressed {
+			v += ", compressed"
+		}
+		f = append(f, [2]string{fmt.Sprintf("extent [%d]", i), v})
+	}
+	return f
+}
+
+// Info describes the disk: host allocation summed over its files, the
+// watermark of a single-file disk, and the descriptor's identity.
+func (img *Image) Info() (block.Info, error) {
+	sp := &Specific{CID: img.desc.CID, ParentCID: img.desc.ParentCID, CreateType: img.desc.CreateType, Parent: img.desc.ParentFileNameHint}
+	in := block.Info{
+		Format:               "vmdk",
+		VirtualSize:          img.size,
+		AllocatedBytes:       0,
+		Watermark:            -1,
+		UnallocatedReadsZero: img.parent == nil,
+		Specific:             sp,
+	}
+	fi, err := img.file.Info()
+	if err != nil {
+		return block.Info{}, err
+	}
+	in.AllocatedBytes = fi.AllocatedBytes
+	if len(img.extents) == 1 {
+		if se, ok := img.extents[0].(*sparseExtent); ok && !se.ownsFile {
+			in.Watermark = fi.Watermark
+		}
+	}
+	for _, e := range img.extents {
+		x := e.info()
+		if x.Filename != "" {
+			x.Filename = filepath.Clean(x.Filename)
+		}
+		sp.Extents = append(sp.Extents, x)
+		var ef block.Driver
+		switch e := e.(type) {
+		case *sparseExtent:
+			if e.ownsFile {
+				ef = e.file
+			}
+		case *flatExtent:
+			ef = e.file
+		}
+		if ef != nil && in.AllocatedBytes >= 0 {
+			xi, err := ef.Info()
+			if err != nil || xi.AllocatedBytes < 0 {
+				in.AllocatedBytes = -1
+			} else {
+				in.AllocatedBytes += xi.AllocatedBytes
+			}
+		}
+	}
+	return in, nil
+}
