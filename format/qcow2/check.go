@@ -48,13 +48,7 @@ type checker struct {
 	// refcount: recorded as (table offset or -1 for the L1, index).
 	l1Fix []int64
 	l2Fix []l2FixEntry
-	// budget bounds the L2 entries a check visits: a hostile image can make
-	// many snapshot L1 tables point at the same L2 tables.
-	budget int64
 }
-
-// checkBudget is the most L2 entries one check visits (16 Mi).
-const checkBudget = 1 << 24
 
 type l2FixEntry struct {
 	table int64
@@ -67,8 +61,11 @@ func (c *checker) errorf(format string, args ...any) {
 }
 
 // ref counts one reference to the host clusters of [off, off+n).
-func (c *checker) ref(off, n int64, what string) {
-	if n <= 0 {
+func (c *checker) ref(off, n int64, what string) { c.refN(off, n, 1, what) }
+
+// refN counts count references to the host clusters of [off, off+n).
+func (c *checker) refN(off, n int64, count uint32, what string) {
+	if n <= 0 || count == 0 {
 		return
 	}
 	cb := c.img.clusterBits
@@ -82,7 +79,7 @@ func (c *checker) ref(off, n int64, what string) {
 			c.errorf("%s at 0x%x is beyond what can be checked", what, off)
 			return
 		}
-		c.refs[idx]++
+		c.refs[idx] += count
 	}
 }
 
@@ -118,7 +115,7 @@ func (img *Image) checkLocked(mode RepairMode) (*CheckResult, error) {
 	if n > maxCheckClusters {
 		return nil, fmt.Errorf("%w: qcow2: image too large to check (%d clusters)", block.ErrNotSupported, n)
 	}
-	c := &checker{img: img, refs: make([]uint32, n), res: res, budget: checkBudget}
+	c := &checker{img: img, refs: make([]uint32, n), res: res}
 	if err := c.walk(); err != nil {
 		res.CheckErrors++
 		return res, err
@@ -209,18 +206,65 @@ func (img *Image) checkLocked(mode RepairMode) (*CheckResult, error) {
 }
 
 // walk counts every reference.
+//
+// Every L1 table (the active one and each snapshot's) is read first, and
+// each distinct L2 table is then decoded once, its references counted as
+// many times as L1 entries point at it: the work stays proportional to the
+// image file, however often a hostile image repeats a table.
 func (c *checker) walk() error {
 	img := c.img
 	h := img.hdr
 	c.ref(0, img.clusterSize, "header")
-	if err := c.walkL1(int64(h.L1TableOffset), int64(h.L1Size), true); err != nil {
+	l2Uses := map[int64]uint32{} // L2 table offset -> L1 entries pointing at it
+	var order []int64            // distinct L2 tables, in first-seen order
+	activeFirst := map[int64]int64{}
+	addL1 := func(off, size int64, active bool) error {
+		c.ref(off, size*8, "L1 table")
+		l1 := img.l1
+		if !active {
+			var err error
+			if l1, err = img.readTable(off, size); err != nil {
+				return err
+			}
+		}
+		for i, e := range l1 {
+			l2Off := int64(e & entryOffsetMask)
+			if l2Off == 0 {
+				continue
+			}
+			if l2Off%img.clusterSize != 0 || l2Off >= img.file.Size() {
+				c.errorf("L2 table %d at 0x%x is invalid or past end of file", i, l2Off)
+				continue
+			}
+			c.ref(l2Off, img.clusterSize, "L2 table")
+			if l2Uses[l2Off] == 0 {
+				order = append(order, l2Off)
+			}
+			l2Uses[l2Off]++
+			if _, ok := activeFirst[l2Off]; active && !ok {
+				activeFirst[l2Off] = int64(i)
+			}
+		}
+		return nil
+	}
+	if err := addL1(int64(h.L1TableOffset), int64(h.L1Size), true); err != nil {
 		return err
 	}
 	for _, s := range img.snapshots {
-		if err := c.walkL1(int64(s.L1TableOffset), int64(s.L1Size), false); err != nil {
+		if err := addL1(int64(s.L1TableOffset), int64(s.L1Size), false); err != nil {
 			return err
 		}
 	}
+	tbl := make([]byte, img.clusterSize)
+	prevHost := int64(-1)
+	for _, l2Off := range order {
+		if err := c.readL2(l2Off, tbl); err != nil {
+			return err
+		}
+		first, active := activeFirst[l2Off]
+		c.walkL2(tbl, l2Off, l2Uses[l2Off], first, active, &prevHost)
+	}
+	c.res.TotalClusters = (img.size + img.clusterSize - 1) >> img.clusterBits
 	if h.NbSnapshots > 0 {
 		c.ref(int64(h.SnapshotsOffset), img.snapshotTableSize, "snapshot table")
 	}
@@ -236,78 +280,56 @@ func (c *checker) walk() error {
 	return nil
 }
 
-// walkL1 counts an L1 table, its L2 tables and their clusters. For the
-// active table it also gathers allocation statistics.
-func (c *checker) walkL1(off, size int64, active bool) error {
+// readL2 reads an L2 table, from the cache when it is there (it may be
+// newer than the file).
+func (c *checker) readL2(off int64, tbl []byte) error {
+	if cached, ok := c.img.l2Cache.byOffset[off]; ok {
+		copy(tbl, cached.Value.(*cachedTable).data)
+		return nil
+	}
+	return c.img.file.Pread(tbl, off)
+}
+
+// walkL2 counts the clusters an L2 table points at, uses times. For a
+// table of the active L1 (first is its first L1 index) it also gathers
+// allocation statistics.
+func (c *checker) walkL2(tbl []byte, l2Off int64, uses uint32, first int64, active bool, prevHost *int64) {
 	img := c.img
-	c.ref(off, size*8, "L1 table")
-	var l1 []uint64
-	if active {
-		l1 = img.l1
-	} else {
-		var err error
-		if l1, err = img.readTable(off, size); err != nil {
-			return err
+	for j := int64(0); j < img.l2Entries; j++ {
+		p := j * img.l2EntrySize
+		raw := binary.BigEndian.Uint64(tbl[p:])
+		var bitmap uint64
+		if img.format.extended {
+			bitmap = binary.BigEndian.Uint64(tbl[p+8:])
 		}
-	}
-	tbl := make([]byte, img.clusterSize)
-	prevHost := int64(-1)
-	for i, e := range l1 {
-		l2Off := int64(e & entryOffsetMask)
-		if l2Off == 0 {
+		if raw == 0 && bitmap == 0 {
 			continue
 		}
-		if l2Off%img.clusterSize != 0 || l2Off >= img.file.Size() {
-			c.errorf("L2 table %d at 0x%x is invalid or past end of file", i, l2Off)
+		m, err := img.format.decode(raw, bitmap)
+		if err != nil {
+			c.errorf("L2 entry %d of table 0x%x: %v", j, l2Off, err)
 			continue
 		}
-		c.ref(l2Off, img.clusterSize, "L2 table")
-		if c.budget -= img.l2Entries; c.budget < 0 {
-			return fmt.Errorf("%w: qcow2: too many L2 table references to check", block.ErrNotSupported)
-		}
-		if cached, ok := img.l2Cache.byOffset[l2Off]; ok {
-			copy(tbl, cached.Value.(*cachedTable).data)
-		} else if err := img.file.Pread(tbl, l2Off); err != nil {
-			return err
-		}
-		for j := int64(0); j < img.l2Entries; j++ {
-			p := j * img.l2EntrySize
-			raw := binary.BigEndian.Uint64(tbl[p:])
-			var bitmap uint64
-			if img.format.extended {
-				bitmap = binary.BigEndian.Uint64(tbl[p+8:])
+		inDisk := active && (first*img.l2Entries+j)<<img.clusterBits < img.size
+		switch {
+		case m.compressed:
+			start := m.compOff &^ 511
+			c.refN(start, m.compOff+m.compLen-start, uses, "compressed cluster")
+			if inDisk {
+				c.res.AllocatedClusters++
+				c.res.CompressedClusters++
 			}
-			m, err := img.format.decode(raw, bitmap)
-			if err != nil {
-				c.errorf("L2 entry %d of table 0x%x: %v", j, l2Off, err)
-				continue
-			}
-			guestCluster := int64(i)*img.l2Entries + j
-			inDisk := active && guestCluster<<img.clusterBits < img.size
-			switch {
-			case m.compressed:
-				first := m.compOff &^ 511
-				c.ref(first, m.compOff+m.compLen-first, "compressed cluster")
-				if inDisk {
-					c.res.AllocatedClusters++
-					c.res.CompressedClusters++
+		case m.host != 0:
+			c.refN(m.host, img.clusterSize, uses, "data cluster")
+			if inDisk && m.alloc != 0 {
+				c.res.AllocatedClusters++
+				if *prevHost >= 0 && m.host != *prevHost+img.clusterSize {
+					c.res.FragmentedClusters++
 				}
-			case m.host != 0:
-				c.ref(m.host, img.clusterSize, "data cluster")
-				if inDisk && m.alloc != 0 {
-					c.res.AllocatedClusters++
-					if prevHost >= 0 && m.host != prevHost+img.clusterSize {
-						c.res.FragmentedClusters++
-					}
-					prevHost = m.host
-				}
+				*prevHost = m.host
 			}
 		}
 	}
-	if active {
-		c.res.TotalClusters = (img.size + img.clusterSize - 1) >> img.clusterBits
-	}
-	return nil
 }
 
 // walkBitmaps counts the clusters of persistent dirty bitmaps.
@@ -366,6 +388,7 @@ func (c *checker) checkCopied() {
 		}
 		return 0
 	}
+	seen := map[int64]bool{}
 	for i, e := range img.l1 {
 		l2Off := int64(e & entryOffsetMask)
 		if l2Off == 0 || l2Off%img.clusterSize != 0 || l2Off >= img.file.Size() {
@@ -375,11 +398,12 @@ func (c *checker) checkCopied() {
 			c.errorf("OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d", i, e, refOf(l2Off))
 			c.l1Fix = append(c.l1Fix, int64(i))
 		}
-		if err := img.file.Pread(tbl, l2Off); err != nil {
+		if seen[l2Off] {
 			continue
 		}
-		if cached, ok := img.l2Cache.byOffset[l2Off]; ok {
-			copy(tbl, cached.Value.(*cachedTable).data)
+		seen[l2Off] = true
+		if err := c.readL2(l2Off, tbl); err != nil {
+			continue
 		}
 		for j := int64(0); j < img.l2Entries; j++ {
 			raw := binary.BigEndian.Uint64(tbl[j*img.l2EntrySize:])

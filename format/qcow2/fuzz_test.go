@@ -1,9 +1,12 @@
 package qcow2
 
 import (
+	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
@@ -15,6 +18,12 @@ import (
 // panic, a hang or a giant allocation. Run it with:
 //
 //	go test ./format/qcow2 -run '^$' -fuzz FuzzOpen -fuzztime 60s
+//
+// Known problem: with coverage instrumentation the fuzzing worker stops
+// making progress after a few dozen executions (the input in progress is
+// empty, which runs in microseconds on its own); the cause is not found
+// yet. TestMutatedImages runs the same body over random mutations without
+// the fuzzing engine.
 func FuzzOpen(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.qcow2")
 	for _, s := range seeds {
@@ -46,27 +55,7 @@ func FuzzOpen(f *testing.F) {
 			}
 		}
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		node := mem.New(int64(len(data)))
-		if err := node.Pwrite(data, 0, 0); err != nil {
-			t.Fatal(err)
-		}
-		img, err := Open(node, image.FormatOpen{Name: "fuzz", ReadOnly: true, NoBacking: true})
-		if err != nil {
-			return
-		}
-		exercise(img, false)
-		img.Close()
-
-		wnode := mem.NewGrowable(int64(len(data)))
-		_ = wnode.Pwrite(data, 0, 0)
-		img, err = Open(wnode, image.FormatOpen{Name: "fuzz", NoBacking: true})
-		if err != nil {
-			return
-		}
-		exercise(img, true)
-		img.Close()
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzBody(data) })
 }
 
 // exercise touches a bounded part of an image, ignoring errors.
@@ -94,4 +83,87 @@ func exercise(img *Image, write bool) {
 		_ = img.Flush()
 	}
 	_, _ = img.Check(RepairNone)
+}
+
+// fuzzBody is FuzzOpen's body: open read-only and writable, exercise.
+func fuzzBody(data []byte) {
+	node := mem.New(int64(len(data)))
+	_ = node.Pwrite(data, 0, 0)
+	if img, err := Open(node, image.FormatOpen{Name: "fuzz", ReadOnly: true, NoBacking: true}); err == nil {
+		exercise(img, false)
+		img.Close()
+	}
+	wnode := mem.NewGrowable(int64(len(data)))
+	_ = wnode.Pwrite(data, 0, 0)
+	if img, err := Open(wnode, image.FormatOpen{Name: "fuzz", NoBacking: true}); err == nil {
+		exercise(img, true)
+		img.Close()
+	}
+}
+
+// TestMutatedImages runs fuzzBody over random byte mutations of the seed
+// images (bytes, 8-byte words set to random or extreme values, truncation),
+// each bounded in time: no panic, no hang.
+func TestMutatedImages(t *testing.T) {
+	seeds, _ := filepath.Glob("testdata/*.qcow2")
+	var corpus [][]byte
+	for _, s := range seeds {
+		if b, err := os.ReadFile(s); err == nil {
+			corpus = append(corpus, b)
+		}
+	}
+	if len(corpus) == 0 {
+		t.Skip("no seed images in testdata")
+	}
+	seed := time.Now().UnixNano()
+	if v, err := strconvSeed(); err == nil && v != 0 {
+		seed = v
+	}
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewSource(seed))
+	extremes := []uint64{0, 1, 0x200, 0x10000, 1 << 31, 1 << 32, 1<<56 - 512, 1 << 62, ^uint64(0)}
+	for i := 0; i < 3000; i++ {
+		data := append([]byte(nil), corpus[r.Intn(len(corpus))]...)
+		for k := r.Intn(6); k >= 0 && len(data) > 16; k-- {
+			p := r.Intn(len(data) - 8)
+			// Favour the header and the first clusters, where the tables are.
+			if r.Intn(2) == 0 {
+				p = r.Intn(min(len(data)-8, 4096))
+			}
+			switch r.Intn(4) {
+			case 0:
+				data[p] = byte(r.Intn(256))
+			case 1:
+				v := extremes[r.Intn(len(extremes))]
+				for j := range 8 {
+					data[p+j] = byte(v >> (56 - 8*j))
+				}
+			case 2:
+				data[p] ^= 1 << r.Intn(8)
+			case 3:
+				data = data[:1+r.Intn(len(data)-1)]
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fuzzBody(data)
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = os.WriteFile(filepath.Join(t.TempDir(), "hang.bin"), data, 0o644)
+			t.Fatalf("input %d (seed %d) takes more than 20 s", i, seed)
+		}
+	}
+}
+
+func strconvSeed() (int64, error) {
+	s := os.Getenv("THINBLK_SEED")
+	if s == "" {
+		return 0, nil
+	}
+	var v int64
+	_, err := fmt.Sscan(s, &v)
+	return v, err
 }
