@@ -41,6 +41,7 @@ type Node struct {
 	noZeroRange atomic.Bool // fallocate ZERO_RANGE (files)
 	noDiscard   atomic.Bool // BLKDISCARD
 	noSeekData  atomic.Bool // SEEK_DATA/SEEK_HOLE
+	noFiemap    atomic.Bool // FIEMAP (reserved extents inside holes)
 
 	closed atomic.Bool
 }

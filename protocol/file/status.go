@@ -8,9 +8,12 @@ import (
 )
 
 // BlockStatus returns the run starting at off (at most length bytes) that is
-// all data or all hole. On a regular file data is Data|Allocated and a hole
-// is Zero; a block device, or a filesystem without SEEK_DATA, is all
-// Data|Allocated. HostOffset is off. length must be > 0.
+// all data or all hole. On a regular file data is Data|Allocated; a hole
+// (SEEK_DATA's answer) is Zero, and Zero|Allocated (anchored) where the
+// filesystem keeps storage reserved for it (fallocated or zero-range'd
+// unwritten extents, found with FIEMAP). A block device, or a filesystem
+// without SEEK_DATA, is all Data|Allocated. HostOffset is off. length must be
+// > 0.
 func (n *Node) BlockStatus(off, length int64) (block.Extent, error) {
 	if err := n.check("block-status", off, length, false); err != nil {
 		return block.Extent{}, err
@@ -26,14 +29,14 @@ func (n *Node) BlockStatus(off, length int64) (block.Extent, error) {
 	dataOff, err := seekData(n.f, off)
 	switch {
 	case errors.Is(err, errNoData):
-		return block.Extent{Off: off, Len: length, Status: block.Zero, HostOffset: off}, nil
+		return n.holeStatus(off, length), nil
 	case isNotSupported(err) || errors.Is(err, errInvalidFlag):
 		n.noSeekData.Store(true)
 		return data, nil
 	case err != nil:
 		return block.Extent{}, n.opError("block-status", off, length, err)
 	case dataOff > off:
-		return block.Extent{Off: off, Len: min(dataOff, end) - off, Status: block.Zero, HostOffset: off}, nil
+		return n.holeStatus(off, min(dataOff, end)-off), nil
 	}
 	holeOff, err := seekHole(n.f, off)
 	if err != nil {
@@ -43,6 +46,29 @@ func (n *Node) BlockStatus(off, length int64) (block.Extent, error) {
 		data.Len = min(holeOff, end) - off
 	}
 	return data, nil
+}
+
+// holeStatus describes the start of a hole [off, off+length) that SEEK_DATA
+// found: Zero|Allocated up to the end of a reserved (unwritten) extent that
+// covers off, else Zero up to the next one. Without FIEMAP the whole hole is
+// Zero.
+func (n *Node) holeStatus(off, length int64) block.Extent {
+	hole := block.Extent{Off: off, Len: length, Status: block.Zero, HostOffset: off}
+	if n.noFiemap.Load() {
+		return hole
+	}
+	start, extLen, found, err := firstExtent(n.f, off, length)
+	switch {
+	case err != nil:
+		n.noFiemap.Store(true)
+	case !found:
+	case start <= off:
+		hole.Status |= block.Allocated
+		hole.Len = min(length, start+extLen-off)
+	default:
+		hole.Len = min(length, start-off)
+	}
+	return hole
 }
 
 // Info reports the format ("file" or "host_device"), the size, the bytes

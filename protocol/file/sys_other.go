@@ -76,3 +76,7 @@ func platformErr(err error) error {
 func isBlockDevice(fi os.FileInfo) bool {
 	return fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
 }
+
+func firstExtent(f *os.File, off, n int64) (start, length int64, found bool, err error) {
+	return 0, 0, false, errNoPlatform
+}

@@ -48,8 +48,5 @@
 // SIGKILL when the test process dies (Pdeathsig); a folder left by a killed
 // run is removed by a later run once it is two hours old.
 //
-// Anchoring cases thinblk gets wrong today are listed in knownAnchorBug and
-// logged as KNOWN BUG; THINBLK_E2E_STRICT=1 makes them fail.
-//
 // The package has no non-test code besides this comment.
 package e2e

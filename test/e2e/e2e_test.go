@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -198,7 +197,6 @@ func runVariant(t *testing.T, env guestEnv, v variant) {
 // SAME(16) UNMAP ANCHOR: 1 MiB at "lba" that fstrim had deallocated, and
 // 1 MiB at "lba2" that the guest had written (mapped) just before. Both must
 // read back as anchored in the guest and as zero without data on the host.
-// The cases in knownAnchorBug are reported through knownBug.
 func checkAnchored(t *testing.T, g *guest, image, format string) {
 	t.Helper()
 	a := measure(t, image, format)
@@ -215,45 +213,15 @@ func checkAnchored(t *testing.T, g *guest, image, format string) {
 				t.Error(err)
 			}
 		}
-		report := t.Errorf
-		bug, known := knownAnchorBug[format+"/"+r.was]
-		seen := false
-		if known {
-			report = func(format string, args ...any) { seen = true; knownBug(t, bug, format, args...) }
-		}
 		if err := lbaStatusIs(t, g, r.status, r.lbaKey, "anchored"); err != nil {
-			report("anchoring %s blocks: %v", r.was, err)
+			t.Errorf("anchoring %s blocks: %v", r.was, err)
 		}
 		off := g.value(r.lbaKey) * g.value("lbs")
 		if e := a.at(t, off); !e.Zero || e.Data {
-			report("anchoring %s blocks: thinblk map at offset %d: %+v, want zero and no data", r.was, off, e)
-		}
-		if known && !seen {
-			t.Logf("known bug no longer seen, remove it from knownAnchorBug: %s", bug)
+			t.Errorf("anchoring %s blocks: thinblk map at offset %d: %+v, want zero and no data", r.was, off, e)
 		}
 	}
 	t.Logf("after anchoring: %v", a)
-}
-
-// knownAnchorBug lists the anchoring cases (format/previous status) that
-// thinblk gets wrong today, with what was seen; see knownBug.
-var knownAnchorBug = map[string]string{
-	"raw/deallocated": "WRITE SAME ANCHOR on deallocated blocks of a raw file reserves the space (du grows) but GET LBA STATUS and map still say deallocated/hole",
-	"raw/mapped":      "WRITE SAME ANCHOR on mapped blocks of a raw file leaves unwritten extents that GET LBA STATUS reports as deallocated",
-}
-
-// knownBug reports a check that fails because of a known thinblk bug,
-// reported to the project lead: with THINBLK_E2E_STRICT=1 it fails the
-// test, otherwise it logs the failure (so the rest of the suite stays a
-// usable gate until the fix lands). Remove the entry once fixed.
-func knownBug(t *testing.T, bug, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("THINBLK_E2E_STRICT") == "1" {
-		t.Errorf("%s\n(known bug: %s)", msg, bug)
-		return
-	}
-	t.Logf("KNOWN BUG (set THINBLK_E2E_STRICT=1 to fail): %s\n  %s", bug, msg)
 }
 
 // checkLBPV checks the guest's view of thinblk's Logical Block
