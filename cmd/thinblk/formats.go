@@ -6,4 +6,6 @@ package main
 import (
 	_ "github.com/thinblk/thinblk/format/qcow2"
 	_ "github.com/thinblk/thinblk/format/raw"
+	_ "github.com/thinblk/thinblk/format/vdi"
+	_ "github.com/thinblk/thinblk/format/vmdk"
 )
