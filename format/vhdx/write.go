@@ -1,0 +1,115 @@
+package vhdx
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/thinblk/thinblk/block"
+)
+
+// writable checks that a mutating request may run.
+func (img *Image) writable(op string, off, n int64) error {
+	if !img.canWrite() {
+		why := "opened read-only"
+		if img.meta.HasParent {
+			why = "thinblk does not write differencing VHDX images"
+		}
+		return &block.OpError{Op: op, Node: "vhdx", Off: off, Len: n, Err: fmt.Errorf("%w: %s", block.ErrReadOnly, why)}
+	}
+	return img.check(op, off, n)
+}
+
+// Pwrite stores p at off: in place in allocated blocks, else in a new
+// block appended to the file (see the package documentation). With FUA the
+// data and the BAT are flushed before it returns.
+func (img *Image) Pwrite(p []byte, off int64, flags block.Flags) error {
+	if err := img.writable("pwrite", off, int64(len(p))); err != nil {
+		return err
+	}
+	g := img.geo
+	for len(p) > 0 {
+		blockIndex, inBlock := off/g.blockSize, off%g.blockSize
+		n := min(int64(len(p)), g.blockSize-inBlock)
+		e := img.entry(g.payloadIndex(blockIndex))
+		var err error
+		if entryState(e) == payloadFullyPresent {
+			err = img.file.Pwrite(p[:n], entryOffset(e)+inBlock, 0)
+		} else {
+			err = img.allocate(blockIndex, inBlock, p[:n])
+		}
+		if err != nil {
+			return &block.OpError{Op: "pwrite", Node: "vhdx", Off: off, Len: n, Err: err}
+		}
+		p, off = p[n:], off+n
+	}
+	if flags.Has(block.FUA) {
+		return img.file.Flush()
+	}
+	return nil
+}
+
+// allocate gives block blockIndex storage at the end of the file, writes
+// data at inBlock in it (the rest reads as zeros: the file grows over it)
+// and records it in the BAT.
+func (img *Image) allocate(blockIndex, inBlock int64, data []byte) error {
+	img.allocMu.Lock()
+	defer img.allocMu.Unlock()
+	g := img.geo
+	idx := g.payloadIndex(blockIndex)
+	if e := img.entry(idx); entryState(e) == payloadFullyPresent { // allocated meanwhile
+		return img.file.Pwrite(data, entryOffset(e)+inBlock, 0)
+	}
+	host := roundUp(max(img.fileEnd, img.file.Size()), mib)
+	end := host + g.blockSize
+	if err := img.file.Pwrite(data, host+inBlock, 0); err != nil {
+		return err
+	}
+	if host+inBlock+int64(len(data)) < end {
+		// Grow the file over the whole block; the hole reads as zeros.
+		if err := img.file.Pwrite(make([]byte, 512), end-512, 0); err != nil {
+			return err
+		}
+	}
+	ne := makeEntry(payloadFullyPresent, host)
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], ne)
+	if err := img.file.Pwrite(b[:], img.batStart+idx*8, 0); err != nil {
+		return err
+	}
+	img.batMu.Lock()
+	img.bat[idx] = ne
+	img.batMu.Unlock()
+	img.fileEnd = end
+	return nil
+}
+
+func roundUp(v, a int64) int64 { return (v + a - 1) / a * a }
+
+// WriteZeroes makes [off, off+n) read as zeros: blocks that are not
+// allocated already do; allocated blocks get zeros written by the file
+// node (which may punch holes with MayUnmap).
+func (img *Image) WriteZeroes(off, n int64, flags block.Flags) error {
+	if err := img.writable("write-zeroes", off, n); err != nil {
+		return err
+	}
+	g := img.geo
+	for n > 0 {
+		blockIndex, inBlock := off/g.blockSize, off%g.blockSize
+		c := min(n, g.blockSize-inBlock)
+		if e := img.entry(g.payloadIndex(blockIndex)); entryState(e) == payloadFullyPresent {
+			if err := img.file.WriteZeroes(entryOffset(e)+inBlock, c, flags&^block.FUA); err != nil {
+				return err
+			}
+		}
+		off, n = off+c, n-c
+	}
+	if flags.Has(block.FUA) {
+		return img.file.Flush()
+	}
+	return nil
+}
+
+// Discard does nothing (blocks are never freed; Caps().Discard is false).
+func (img *Image) Discard(off, n int64, flags block.Flags) error {
+	return img.writable("discard", off, n)
+}
