@@ -77,6 +77,6 @@ func readBAT(file block.Driver, r region, g geometry) ([]uint64, error) {
 	return bat, nil
 }
 
-func entryState(e uint64) uint64  { return e & stateMask }
-func entryOffset(e uint64) int64  { return int64(e>>offsetShift) << 20 }
+func entryState(e uint64) uint64               { return e & stateMask }
+func entryOffset(e uint64) int64               { return int64(e>>offsetShift) << 20 }
 func makeEntry(state uint64, off int64) uint64 { return uint64(off>>20)<<offsetShift | state }

@@ -10,10 +10,10 @@ import (
 type kind int
 
 const (
-	absent  kind = iota // not here: the parent's, or zeros
-	zero                // reads as zeros (ZERO block without storage)
-	anchored            // reads as zeros, storage kept at hostOffset (ZERO block with an offset)
-	present             // stored at hostOffset
+	absent   kind = iota // not here: the parent's, or zeros
+	zero                 // reads as zeros (ZERO block without storage)
+	anchored             // reads as zeros, storage kept at hostOffset (ZERO block with an offset)
+	present              // stored at hostOffset
 )
 
 type run struct {
