@@ -15,7 +15,12 @@
 // # Metadata
 //
 // The L1 table lives in memory; L2 tables and refcount blocks are cached in
-// LRU caches (options "l2-cache-size" and "refcount-cache-size", in bytes).
+// LRU caches (options "l2-cache-size" and "refcount-cache-size", in bytes;
+// by default every L2 table of the disk up to 32 MiB). Refcounts are always
+// kept exact: lazy_refcounts images are written like others, and an image
+// left dirty by another program has its refcounts rebuilt when it is opened
+// writable.
+//
 // Metadata is written back on Flush, on cache eviction and on Close, in an
 // order that keeps the image consistent at every flush point:
 //
@@ -28,13 +33,33 @@
 // leave an L2 entry pointing at a cluster with refcount 0 or at unwritten
 // data.
 //
+// # Allocation
+//
+// New clusters come from freed space first (the lowest free cluster), then
+// from the end of the used area. A fresh cluster that a partial write must
+// fill with zeros is zeroed natively where it lies inside the file and left a
+// hole past its end, so a 4 KiB write into a 64 KiB cluster writes 4 KiB.
+// Refcount blocks are created inside the range they describe; the refcount
+// table grows by writing a larger copy and switching the header to it. Freed
+// clusters become reusable at the next flush.
+//
 // # Concurrency
 //
 // Requests lock the guest clusters they touch in a range lock (shared for
 // reads, exclusive for writes); the metadata lock is held only while tables
 // are looked up or changed, never across data I/O. Reads and writes of
 // different clusters therefore run in parallel, and two allocating writes to
-// the same cluster cannot race.
+// the same cluster cannot race. Guest data requests to the file node are
+// bounded to "data-io-depth" (default 8) in flight: more only contend in
+// the kernel.
+//
+// # Maintenance
+//
+// [Image.Check] verifies refcounts and copied flags against the references
+// found in the image and repairs leaks or everything (rebuilding the
+// refcount structures); [Image.Resize] grows and shrinks; internal
+// snapshots are read and preserved (writes to shared clusters copy them),
+// but not created, applied or deleted.
 //
 // # Zero and discard
 //
