@@ -8,4 +8,6 @@ import (
 	_ "github.com/thinblk/thinblk/format/raw"
 	_ "github.com/thinblk/thinblk/format/vdi"
 	_ "github.com/thinblk/thinblk/format/vmdk"
+	_ "github.com/thinblk/thinblk/format/vpc"
+	_ "github.com/thinblk/thinblk/format/vhdx"
 )
