@@ -7,7 +7,7 @@ import (
 	_ "github.com/thinblk/thinblk/format/qcow2"
 	_ "github.com/thinblk/thinblk/format/raw"
 	_ "github.com/thinblk/thinblk/format/vdi"
+	_ "github.com/thinblk/thinblk/format/vhdx"
 	_ "github.com/thinblk/thinblk/format/vmdk"
 	_ "github.com/thinblk/thinblk/format/vpc"
-	_ "github.com/thinblk/thinblk/format/vhdx"
 )
