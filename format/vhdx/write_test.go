@@ -1,0 +1,110 @@
+package vhdx
+
+import (
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/testutil"
+)
+
+// TestWriteQemuChecks creates images with our writer, writes random data
+// and zeros through the driver (mirrored in a model), and has qemu-img
+// check the image and compare it with the model.
+func TestWriteQemuChecks(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img")
+	seed := testutil.Seed(t)
+	for _, tc := range []struct {
+		name string
+		opts map[string]string
+		size int64
+	}{
+		{"dynamic", nil, 30<<20 + 512},
+		{"dynamic-1m", map[string]string{"block_size": "1M"}, 9 << 20},
+		{"fixed", map[string]string{"subformat": "fixed", "block_size": "2M"}, 7 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			dir := t.TempDir()
+			name := filepath.Join(dir, "w.vhdx")
+			if err := image.Create(name, "vhdx", image.CreateOptions{Size: tc.size, Options: tc.opts}); err != nil {
+				t.Fatal(err)
+			}
+			d, err := image.Open(name, image.Options{Format: "vhdx"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			model := make([]byte, tc.size)
+			for i := 0; i < 40; i++ {
+				n := 1 + rng.Int63n(3<<20)
+				off := rng.Int63n(tc.size - n + 1)
+				if rng.Intn(5) == 0 {
+					if err := d.WriteZeroes(off, n, 0); err != nil {
+						t.Fatal(err)
+					}
+					clear(model[off : off+n])
+					continue
+				}
+				p := make([]byte, n)
+				rng.Read(p)
+				if err := d.Pwrite(p, off, 0); err != nil {
+					t.Fatalf("pwrite %d+%d: %v", off, n, err)
+				}
+				copy(model[off:], p)
+			}
+			if err := d.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if i := firstDiff(readAll(t, d), model); i >= 0 {
+				t.Fatalf("read back differs at %d", i)
+			}
+			d.Close()
+			ref := filepath.Join(dir, "model.raw")
+			if err := os.WriteFile(ref, model, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			runCmd(t, "qemu-img", "check", "-f", "vhdx", name)
+			runCmd(t, "qemu-img", "compare", "-f", "vhdx", "-F", "raw", name, ref)
+			if i := firstDiff(qemuRaw(t, name, "vhdx"), model); i >= 0 {
+				t.Fatalf("qemu-img reads a difference at %d", i)
+			}
+		})
+	}
+}
+
+// TestConvertCLI runs thinblk convert -O vhdx and back, and thinblk info.
+func TestConvertCLI(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io")
+	bin := testutil.Thinblk(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.qcow2")
+	runCmd(t, "qemu-img", "create", "-q", "-f", "qcow2", src, "20M")
+	runCmd(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", "-c", "write -P 0x22 9M 100k", "-c", "write -P 0x33 19M 1M", src)
+	out := filepath.Join(dir, "out.vhdx")
+	runCmd(t, bin, "convert", "-f", "qcow2", "-O", "vhdx", "-o", "block_size=1M", src, out)
+	runCmd(t, "qemu-img", "check", "-f", "vhdx", out)
+	runCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "vhdx", src, out)
+	// Sparse: 2 MiB + 100 KiB of data in 3 blocks of 1 MiB.
+	d := openImage(t, out, "")
+	var data int64
+	for _, s := range ourMap(t, d) {
+		if s.Data {
+			data += s.Len
+		}
+	}
+	if data != 3<<20 {
+		t.Errorf("converted image maps %d bytes of data, want %d", data, 3<<20)
+	}
+	back := filepath.Join(dir, "back.raw")
+	runCmd(t, bin, "convert", "-O", "raw", out, back)
+	runCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", src, back)
+	info := string(runCmd(t, bin, "info", out))
+	for _, want := range []string{"file format: vhdx", "subformat: dynamic", "block size: 1048576"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("thinblk info lacks %q:\n%s", want, info)
+		}
+	}
+}
