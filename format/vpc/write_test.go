@@ -1,0 +1,129 @@
+package vpc
+
+import (
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/testutil"
+)
+
+// TestCreateSizeLikeQemu: without force_size our fixed images get the same
+// virtual size (CHS rounding) as qemu-img's; with it, the exact size.
+func TestCreateSizeLikeQemu(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img")
+	dir := t.TempDir()
+	for _, size := range []int64{512, 1 << 20, 10 << 20, 10000384, 127 << 20, 1 << 30, 3<<30 + 512, 200 << 30, 2000 << 30} {
+		for _, force := range []bool{false, true} {
+			ours := filepath.Join(dir, "ours.vhd")
+			theirs := filepath.Join(dir, "theirs.vhd")
+			o := map[string]string{"subformat": "fixed"}
+			opts := "subformat=fixed"
+			if force {
+				o["force_size"] = "on"
+				opts += ",force_size=on"
+			}
+			if err := image.Create(ours, "vpc", image.CreateOptions{Size: size, Options: o}); err != nil {
+				t.Fatal(err)
+			}
+			runCmd(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", opts, theirs, fmt.Sprint(size))
+			d := openImage(t, ours, "vpc")
+			want := qemuSize(t, theirs)
+			if d.Size() != want {
+				t.Errorf("size %d force_size=%v: ours %d, qemu-img's %d", size, force, d.Size(), want)
+			}
+			if got := qemuSize(t, ours); got != d.Size() {
+				t.Errorf("size %d force_size=%v: qemu-img reads our image as %d bytes, we as %d", size, force, got, d.Size())
+			}
+			d.Close()
+			os.Remove(ours)
+			os.Remove(theirs)
+		}
+	}
+}
+
+func qemuSize(t *testing.T, name string) int64 {
+	out := runCmd(t, "qemu-img", "info", "-f", "vpc", "--output=json", name)
+	var size int64
+	i := strings.Index(string(out), `"virtual-size": `)
+	if i < 0 {
+		t.Fatalf("qemu-img info: %s", out)
+	}
+	fmt.Sscan(string(out[i+len(`"virtual-size": `):]), &size)
+	return size
+}
+
+// TestWriteFixed writes random data through a fixed image we created and
+// has qemu-img compare it with the model.
+func TestWriteFixed(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img")
+	rng := rand.New(rand.NewSource(testutil.Seed(t)))
+	dir := t.TempDir()
+	name := filepath.Join(dir, "w.vhd")
+	const size = 16 << 20
+	if err := image.Create(name, "vpc", image.CreateOptions{Size: size, Options: map[string]string{"subformat": "fixed", "force_size": "on"}}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := image.Open(name, image.Options{Format: "vpc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Caps().Write {
+		t.Fatal("a fixed VHD opened read-write is not writable")
+	}
+	model := make([]byte, size)
+	for i := 0; i < 30; i++ {
+		n := 1 + rng.Int63n(1<<20)
+		off := rng.Int63n(size - n + 1)
+		p := make([]byte, n)
+		rng.Read(p)
+		if err := d.Pwrite(p, off, 0); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+	}
+	if err := d.Pwrite([]byte{1}, size, 0); err == nil {
+		t.Fatal("a write over the footer succeeded")
+	}
+	d.Flush()
+	d.Close()
+	ref := filepath.Join(dir, "model.raw")
+	if err := os.WriteFile(ref, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", name, ref)
+	if fi, _ := os.Stat(name); fi.Size() != size+footerSize {
+		t.Fatalf("file of %d bytes, want %d", fi.Size(), size+footerSize)
+	}
+}
+
+// TestConvertCLI: thinblk convert -O vpc (Azure style) and back.
+func TestConvertCLI(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io")
+	bin := testutil.Thinblk(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.qcow2")
+	runCmd(t, "qemu-img", "create", "-q", "-f", "qcow2", src, "20M")
+	runCmd(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", "-c", "write -P 0x22 9M 100k", src)
+	out := filepath.Join(dir, "out.vhd")
+	runCmd(t, bin, "convert", "-f", "qcow2", "-O", "vpc", "-o", "subformat=fixed,force_size=on", src, out)
+	runCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "vpc", src, out)
+	if got := qemuSize(t, out); got != 20<<20 {
+		t.Fatalf("qemu-img reads a %d-byte disk, want %d", got, 20<<20)
+	}
+	dyn := filepath.Join(dir, "dyn.vhd")
+	runCmd(t, "qemu-img", "convert", "-O", "vpc", src, dyn)
+	back := filepath.Join(dir, "back.raw")
+	runCmd(t, bin, "convert", "-O", "raw", dyn, back)
+	runCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", dyn, back)
+	info := string(runCmd(t, bin, "info", dyn))
+	for _, want := range []string{"file format: vpc", "subformat: dynamic", "block size: 2097152"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("thinblk info lacks %q:\n%s", want, info)
+		}
+	}
+}
