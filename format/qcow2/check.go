@@ -264,7 +264,7 @@ func (c *checker) walk() error {
 		first, active := activeFirst[l2Off]
 		c.walkL2(tbl, l2Off, l2Uses[l2Off], first, active, &prevHost)
 	}
-	c.res.TotalClusters = (img.size + img.clusterSize - 1) >> img.clusterBits
+	c.res.TotalClusters = (img.size.Load() + img.clusterSize - 1) >> img.clusterBits
 	if h.NbSnapshots > 0 {
 		c.ref(int64(h.SnapshotsOffset), img.snapshotTableSize, "snapshot table")
 	}
@@ -310,7 +310,7 @@ func (c *checker) walkL2(tbl []byte, l2Off int64, uses uint32, first int64, acti
 			c.errorf("L2 entry %d of table 0x%x: %v", j, l2Off, err)
 			continue
 		}
-		inDisk := active && (first*img.l2Entries+j)<<img.clusterBits < img.size
+		inDisk := active && (first*img.l2Entries+j)<<img.clusterBits < img.size.Load()
 		switch {
 		case m.compressed:
 			start := m.compOff &^ 511

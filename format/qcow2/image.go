@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
@@ -25,9 +26,9 @@ type Image struct {
 	l2EntrySize int64
 	rbEntries   int64 // entries per refcount block
 	format      l2Format
-	units       int   // units (subclusters) per cluster: 1 or 32
-	unitSize    int64 // clusterSize / units
-	size        int64 // virtual size (changes only under resize)
+	units       int          // units (subclusters) per cluster: 1 or 32
+	unitSize    int64        // clusterSize / units
+	size        atomic.Int64 // virtual size (changes only in Resize)
 
 	ranges *rangeLock
 	// ioSlots bounds the guest data requests in flight to the file node:
@@ -140,8 +141,8 @@ func openImage(file block.Driver, o image.FormatOpen) (*Image, error) {
 		l2EntrySize: h.l2EntrySize(),
 		rbEntries:   h.ClusterSize() * 8 / int64(h.RefcountBits()),
 		format:      l2Format{clusterBits: h.ClusterBits, extended: h.ExtendedL2(), v3: h.Version >= 3},
-		size:        int64(h.Size),
 	}
+	img.size.Store(int64(h.Size))
 	img.units = img.format.units()
 	img.unitSize = img.clusterSize / int64(img.units)
 	img.highWater = (fileSize + img.clusterSize - 1) >> img.clusterBits
@@ -176,7 +177,7 @@ func (img *Image) configureCaches(opts map[string]string) error {
 	cs := img.clusterSize
 	// By default cache every L2 table of the disk up to 32 MiB of tables,
 	// and a quarter of that for refcount blocks.
-	l2Bytes := min(((img.size/(img.l2Entries*cs))+1)*cs, 32<<20)
+	l2Bytes := min(((img.size.Load()/(img.l2Entries*cs))+1)*cs, 32<<20)
 	rbBytes := max(l2Bytes/4, 4*cs)
 	ioDepth := int64(8)
 	for k, v := range opts {
@@ -354,11 +355,7 @@ func (img *Image) writeHeaderLocked() error {
 }
 
 // Size returns the virtual size in bytes.
-func (img *Image) Size() int64 {
-	img.mu.Lock()
-	defer img.mu.Unlock()
-	return img.size
-}
+func (img *Image) Size() int64 { return img.size.Load() }
 
 // Backing returns the backing node, or nil.
 func (img *Image) Backing() block.Driver { return img.backing }
@@ -479,7 +476,7 @@ func (img *Image) Info() (block.Info, error) {
 		sp.Snapshots = append(sp.Snapshots, s.info())
 	}
 	watermark := img.highWater << img.clusterBits
-	size := img.size
+	size := img.size.Load()
 	img.mu.Unlock()
 	allocated := int64(-1)
 	if fi, err := img.file.Info(); err == nil {

@@ -105,14 +105,14 @@ func (img *Image) growLocked(newSize int64) error {
 		img.l1 = l1
 		img.l1Dirty = false
 		img.freeClustersLater(oldOff, max(1, (oldLen*8+img.clusterSize-1)/img.clusterSize))
-		img.size = newSize
+		img.size.Store(newSize)
 		return img.flushLocked()
 	}
 	img.hdr.Size = uint64(newSize)
 	if err := img.writeHeaderLocked(); err != nil {
 		return err
 	}
-	img.size = newSize
+	img.size.Store(newSize)
 	return nil
 }
 
@@ -177,6 +177,6 @@ func (img *Image) shrinkLocked(newSize int64, discardData bool) error {
 	if err := img.writeHeaderLocked(); err != nil {
 		return err
 	}
-	img.size = newSize
+	img.size.Store(newSize)
 	return nil
 }
