@@ -185,7 +185,8 @@ func parseDynamicHeader(b []byte, fileSize int64) (*DynamicHeader, error) {
 func (h *DynamicHeader) encode() []byte {
 	var buf bytes.Buffer
 	_ = binary.Write(&buf, binary.BigEndian, h)
-	b := buf.Bytes()[:dynHeaderSize]
+	b := make([]byte, dynHeaderSize) // the struct is 768 bytes; 256 reserved follow
+	copy(b, buf.Bytes())
 	binary.BigEndian.PutUint32(b[36:], checksum(b, 36))
 	return b
 }
