@@ -32,9 +32,10 @@ var (
 
 func init() {
 	image.Register(image.Format{
-		Name:  "vmdk",
-		Probe: Probe,
-		Open:  func(f block.Driver, o image.FormatOpen) (block.Driver, error) { return Open(f, o) },
+		Name:   "vmdk",
+		Probe:  Probe,
+		Open:   openDriver,
+		Create: Create,
 	})
 }
 

@@ -252,44 +252,52 @@ func (e *sparseExtent) readCompressed(p []byte, off int64, gte uint32) error {
 // inflateLocked decompresses the grain stored at sector gte.
 // Preconditions: e.mu is held.
 func (e *sparseExtent) inflateLocked(gte uint32) ([]byte, error) {
-	host := int64(gte) * sectorSize
-	if host >= e.fileSize {
-		return nil, corruptf("%s: compressed grain at sector %d is outside the file", e.name, gte)
+	data, err := inflateGrain(e.file, e.fileSize, int64(gte)*sectorSize, e.grain, e.markers)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", e.name, err)
+	}
+	return data, nil
+}
+
+// inflateGrain decompresses the grain of grain bytes stored at host in
+// file (behind a grain marker when markers). A short stream leaves the
+// rest of the grain zero.
+func inflateGrain(file block.Driver, fileSize, host, grain int64, markers bool) ([]byte, error) {
+	sector := host / sectorSize
+	if host >= fileSize {
+		return nil, corruptf("compressed grain at sector %d is outside the file", sector)
 	}
 	// A deflate stream of one grain never needs much more than the grain.
-	limit := min(e.fileSize-host, e.grain+e.grain/2+4096)
-	if e.markers {
-		if e.fileSize-host < 12 {
-			return nil, corruptf("%s: grain marker at sector %d runs past the end of the file", e.name, gte)
+	limit := min(fileSize-host, grain+grain/2+4096)
+	if markers {
+		if fileSize-host < 12 {
+			return nil, corruptf("grain marker at sector %d runs past the end of the file", sector)
 		}
 		var m [12]byte
-		if err := e.file.Pread(m[:], host); err != nil {
+		if err := file.Pread(m[:], host); err != nil {
 			return nil, err
 		}
 		size := int64(binary.LittleEndian.Uint32(m[8:]))
 		if size == 0 || size > limit-12 {
-			return nil, corruptf("%s: compressed grain at sector %d has size %d", e.name, gte, size)
+			return nil, corruptf("compressed grain at sector %d has size %d", sector, size)
 		}
 		host += 12
 		limit = size
 	}
 	buf := make([]byte, limit)
-	if err := e.file.Pread(buf, host); err != nil {
+	if err := file.Pread(buf, host); err != nil {
 		return nil, err
 	}
 	zr, err := zlib.NewReader(bytes.NewReader(buf))
 	if err != nil {
-		return nil, corruptf("%s: compressed grain at sector %d: %v", e.name, gte, err)
+		return nil, corruptf("compressed grain at sector %d: %v", sector, err)
 	}
-	data := make([]byte, e.grain)
+	data := make([]byte, grain)
 	n, err := io.ReadFull(zr, data)
 	if err != nil && err != io.ErrUnexpectedEOF {
-		return nil, corruptf("%s: compressed grain at sector %d: %v", e.name, gte, err)
+		return nil, corruptf("compressed grain at sector %d: %v", sector, err)
 	}
-	if int64(n) < e.grain {
-		// A short last grain is allowed; the rest reads as zeros.
-		clear(data[n:])
-	}
+	clear(data[n:])
 	return data, nil
 }
 
