@@ -26,7 +26,7 @@ func TestKillThinblkIO(t *testing.T) {
 		r := rand.New(rand.NewSource(seed + int64(iter)))
 		dir := t.TempDir()
 		name := filepath.Join(dir, "k.qcow2")
-		size := int64(64 << 20)
+		size := int64(24 << 20)
 		cs := []string{"4096", "65536", "16384"}[iter%3]
 		opts := "cluster_size=" + cs
 		if iter == 2 {
@@ -79,7 +79,7 @@ func TestKillThinblkIO(t *testing.T) {
 		flushed := 0
 		killed := false
 		for sc.Scan() {
-			if strings.TrimSpace(sc.Text()) == fmt.Sprint(size) || strings.HasPrefix(sc.Text(), "64 MiB") {
+			if strings.TrimSpace(sc.Text()) == fmt.Sprint(size) || strings.HasPrefix(sc.Text(), "24 MiB") {
 				flushed++
 				if flushed == killAfter && !killed {
 					time.Sleep(extra)
