@@ -16,7 +16,7 @@ import (
 
 // buildImage lays out an empty image for p in memory (as Create would
 // write it), returning the bytes and the parsed geometry and BAT offset.
-func buildImage(t *testing.T, p CreateParams) ([]byte, geometry, int64) {
+func buildImage(t testing.TB, p CreateParams) ([]byte, geometry, int64) {
 	t.Helper()
 	ws, fileSize := layout(p)
 	b := make([]byte, fileSize)
