@@ -15,6 +15,10 @@ import (
 // 512 entries each); past it the cache is dropped and refilled.
 const maxCachedGTs = 4096
 
+// maxRunGrains bounds the grains one BlockStatus call merges, so that a
+// call on a huge disk returns in bounded time (the caller asks again).
+const maxRunGrains = 1 << 16
+
 // sparseExtent is a hosted sparse extent: a grain directory of grain
 // tables mapping grains to sectors of file.
 type sparseExtent struct {
@@ -161,7 +165,7 @@ func (e *sparseExtent) status(off, n int64) (block.Extent, error) {
 		return block.Extent{}, err
 	}
 	end := min(off-off%e.grain+e.grain, off+n)
-	for end < off+n {
+	for i := 0; end < off+n && i < maxRunGrains; i++ {
 		if first.Status == 0 && e.gd[end/e.gtSize] == 0 {
 			// A whole missing grain table: skip it at once.
 			end = min(end-end%e.gtSize+e.gtSize, off+n)

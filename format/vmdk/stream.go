@@ -36,9 +36,9 @@ type streamWriter struct {
 	grain int64
 
 	mu sync.Mutex // guards everything below
-	// gtes has one entry per grain of the disk: 0 unallocated, else the
-	// sector of the grain's marker.
-	gtes []uint32
+	// gtes maps the index of each stored grain to the sector of its
+	// marker (memory follows the data, not the virtual size).
+	gtes map[int64]uint32
 	// sealed is the number of grains that can no longer change.
 	sealed int64
 	// cur is the buffered grain (-1: none), buf its bytes.
@@ -66,14 +66,13 @@ func openStreamWriter(file block.Driver, name string, h *SparseHeader, e *sparse
 			return nil, nil // grains present: read-only
 		}
 	}
-	grains := (int64(h.Capacity)*sectorSize + h.grainBytes() - 1) / h.grainBytes()
 	appendAt := int64(h.OverHead) * sectorSize
 	if appendAt > file.Size() {
 		return nil, corruptf("stream overhead of %d sectors is past the end of the file", h.OverHead)
 	}
 	return &streamWriter{
 		file: file, name: name, hdr: *h, size: int64(h.Capacity) * sectorSize, grain: h.grainBytes(),
-		gtes: make([]uint32, grains), cur: -1, appendAt: appendAt, tailValid: true,
+		gtes: map[int64]uint32{}, cur: -1, appendAt: appendAt, tailValid: true,
 	}, nil
 }
 
@@ -201,20 +200,20 @@ func (w *streamWriter) writeTailLocked() error {
 	var tail []byte
 	at := w.appendAt
 	gd := make([]byte, roundSector(gdEntries*4))
+	usedGT := map[int64]bool{}
+	for g := range w.gtes {
+		usedGT[g/perGT] = true
+	}
 	for i := int64(0); i < gdEntries; i++ {
-		lo, hi := i*perGT, min((i+1)*perGT, int64(len(w.gtes)))
-		used := false
-		for _, v := range w.gtes[min(lo, hi):hi] {
-			used = used || v != 0
-		}
-		if !used {
+		lo := i * perGT
+		if !usedGT[i] {
 			continue
 		}
 		tail = append(tail, markerSector(uint64(gtBytes/sectorSize), markerGT)...)
 		binary.LittleEndian.PutUint32(gd[i*4:], uint32((at+int64(len(tail)))/sectorSize))
 		gt := make([]byte, gtBytes)
-		for j, v := range w.gtes[lo:hi] {
-			binary.LittleEndian.PutUint32(gt[j*4:], v)
+		for j := range perGT {
+			binary.LittleEndian.PutUint32(gt[j*4:], w.gtes[lo+j])
 		}
 		tail = append(tail, gt...)
 	}
@@ -357,7 +356,7 @@ func (w *streamWriter) BlockStatus(off, n int64) (block.Extent, error) {
 	}
 	st := kind(off / w.grain)
 	end := min(off-off%w.grain+w.grain, off+n)
-	for end < off+n && kind(end/w.grain) == st {
+	for i := 0; end < off+n && kind(end/w.grain) == st && i < maxRunGrains; i++ {
 		end = min(end+w.grain, off+n)
 	}
 	return block.Extent{Off: off, Len: end - off, Status: st, HostOffset: -1}, nil
