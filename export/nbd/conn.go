@@ -50,6 +50,10 @@ type conn struct {
 	hdr       []byte
 	endReason string
 	busy      atomic.Int32 // requests read and not yet answered
+	// queued is set (under rmu) when the reader holds at least one more
+	// whole request header: a worker is about to read and run it, so
+	// replies may wait in bw for its reply (see send).
+	queued atomic.Bool
 
 	budget  budget
 	stopped atomic.Bool
@@ -150,9 +154,10 @@ func (c *conn) serveRequests() {
 			return
 		}
 		c.busy.Add(1)
+		c.queued.Store(c.br.Buffered() >= len(c.hdr))
 		c.rmu.Unlock()
 		c.run(j)
-		if c.busy.Add(-1) == 0 {
+		if c.busy.Add(-1) == 0 && !c.queued.Load() {
 			c.flushPending()
 		}
 	}
@@ -176,6 +181,10 @@ func (c *conn) flushPending() {
 func (c *conn) readRequest() (*job, string) {
 	hdr := c.hdr
 	maxPay := uint64(c.exp.maxPay)
+	if c.br.Buffered() < len(hdr) {
+		// About to wait for the client: nothing may sit in bw meanwhile.
+		c.flushPending()
+	}
 	{
 		if _, err := io.ReadFull(c.br, hdr); err != nil {
 			if c.stopping() {
@@ -209,6 +218,10 @@ func (c *conn) readRequest() (*job, string) {
 				}
 				j.errno, j.msg = nbdwire.EINVAL, "payload larger than the maximum payload size"
 			} else {
+				if c.br.Buffered() < int(req.Length) {
+					// The payload (or budget for it) may take a while.
+					c.flushPending()
+				}
 				j.charge = int64(req.Length)
 				c.budget.acquire(j.charge)
 				j.payload = getBuf(int(req.Length))
@@ -231,10 +244,12 @@ func (c *conn) readRequest() (*job, string) {
 
 // send writes one reply under the writer lock; build appends the reply to
 // the buffered writer. The writer is flushed unless more replies are sure
-// to follow soon: another reply waiting for the lock, or other requests
+// to follow soon: another reply waiting for the lock, other requests
 // running (the worker that finishes the last of them flushes, see
-// flushPending). After a write error later replies are dropped (the
-// connection is dead).
+// flushPending), or another request already received and about to run
+// (c.queued; the reader flushes before it waits for the client, see
+// readRequest). So many replies go out in one write. After a write error
+// later replies are dropped (the connection is dead).
 // Preconditions: called from run, so c.busy counts the caller.
 func (c *conn) send(build func(w *bufio.Writer) error) {
 	c.wwait.Add(1)
@@ -242,7 +257,7 @@ func (c *conn) send(build func(w *bufio.Writer) error) {
 	c.wwait.Add(-1)
 	if c.werr == nil {
 		err := build(c.bw)
-		if err == nil && c.wwait.Load() == 0 && c.busy.Load() <= 1 {
+		if err == nil && c.wwait.Load() == 0 && c.busy.Load() <= 1 && !c.queued.Load() {
 			err = c.bw.Flush()
 		}
 		if err != nil {

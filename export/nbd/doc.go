@@ -34,8 +34,9 @@
 // reading one request each and then run it themselves, so up to Workers
 // requests run at once and replies go out of order. Replies share one
 // buffered writer, flushed when no other request is still running (slow
-// ones - FLUSH, TRIM, WRITE_ZEROES, FUA or large writes - do not count),
-// so bursts of replies leave in one write.
+// ones - FLUSH, TRIM, WRITE_ZEROES, FUA or large writes - do not count)
+// and no further request has already arrived, so bursts of replies leave
+// in one write; before a worker waits for the client, it flushes.
 // Mutating requests on overlapping ranges of one export are serialized
 // (the Driver contract allows parallel mutation of disjoint ranges only).
 // Payload buffers come from a pool, and each connection holds at most
