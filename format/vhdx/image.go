@@ -173,13 +173,14 @@ func (img *Image) Close() error {
 func (img *Image) canWrite() bool { return !img.readOnly && !img.meta.HasParent }
 
 // Caps: writable (non-differencing images opened read-write) with flush
-// and block status.
+// and block status; write-zeroes as native and fast as the file's (blocks
+// that are not allocated need nothing).
 func (img *Image) Caps() block.Caps {
 	if !img.canWrite() {
 		return block.Caps{BlockStatus: true}
 	}
 	fc := img.file.Caps()
-	return block.Caps{Write: true, Flush: fc.Flush, BlockStatus: true}
+	return block.Caps{Write: true, Flush: fc.Flush, WriteZeroes: fc.WriteZeroes, FastZero: fc.FastZero, BlockStatus: true}
 }
 
 // Limits: byte-addressable; the optimal transfer is the block size.

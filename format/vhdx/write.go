@@ -87,10 +87,14 @@ func roundUp(v, a int64) int64 { return (v + a - 1) / a * a }
 
 // WriteZeroes makes [off, off+n) read as zeros: blocks that are not
 // allocated already do; allocated blocks get zeros written by the file
-// node (which may punch holes with MayUnmap).
+// node (which may punch holes with MayUnmap). NoFallback fails unless the
+// file zeroes fast (Caps().FastZero).
 func (img *Image) WriteZeroes(off, n int64, flags block.Flags) error {
 	if err := img.writable("write-zeroes", off, n); err != nil {
 		return err
+	}
+	if flags.Has(block.NoFallback) && !img.Caps().FastZero {
+		return &block.OpError{Op: "write-zeroes", Node: "vhdx", Off: off, Len: n, Err: fmt.Errorf("%w: no fast zeroing on this file", block.ErrNotSupported)}
 	}
 	g := img.geo
 	for n > 0 {
