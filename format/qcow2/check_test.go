@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -110,5 +111,32 @@ func TestCheckRepair(t *testing.T) {
 			mustBeClean(t, name)
 			mustEqual(t, qemuRaw(t, name), want, "content after repair")
 		})
+	}
+}
+
+// TestMetadataOverlapRefused points a guest cluster at the L1 table: reads
+// and writes of it fail with ErrCorrupt instead of overwriting metadata.
+func TestMetadataOverlapRefused(t *testing.T) {
+	img := newMemImage(t, 1<<20, map[string]string{"cluster_size": "4096"}, nil)
+	if err := img.Pwrite(make([]byte, 4096), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	img.mu.Lock()
+	err := img.setMappingLocked(1, mapping{host: int64(img.hdr.L1TableOffset), copied: true, alloc: 1})
+	img.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1Before := append([]uint64(nil), img.l1...)
+	if err := img.Pwrite(make([]byte, 4096), 4096, 0); !errors.Is(err, block.ErrCorrupt) {
+		t.Fatalf("write over the L1 table: %v, want ErrCorrupt", err)
+	}
+	if err := img.Pread(make([]byte, 10), 4096); !errors.Is(err, block.ErrCorrupt) {
+		t.Fatalf("read: %v, want ErrCorrupt", err)
+	}
+	for i := range l1Before {
+		if img.l1[i] != l1Before[i] {
+			t.Fatal("L1 table changed")
+		}
 	}
 }

@@ -45,6 +45,9 @@ func (img *Image) lookupLocked(vc int64, n int64) ([]mapping, error) {
 		if m.host != 0 && m.host >= img.file.Size() && m.alloc != 0 {
 			return nil, corruptf("guest cluster %d maps to 0x%x past end of file", vc+i, m.host)
 		}
+		if m.host != 0 && img.overlapsMetadataLocked(m.host) {
+			return nil, corruptf("guest cluster %d maps to 0x%x, which holds image metadata", vc+i, m.host)
+		}
 		out[i] = m
 	}
 	return out, nil
@@ -118,4 +121,18 @@ func (img *Image) setRawLocked(vc int64, raw, bitmap uint64) error {
 	}
 	img.l2Cache.markDirty(off)
 	return nil
+}
+
+// overlapsMetadataLocked reports whether the host cluster at off is the
+// header, or part of the L1 or refcount table (a corrupt L2 entry must not
+// make a guest write overwrite them).
+//
+// Preconditions: img.mu held.
+func (img *Image) overlapsMetadataLocked(off int64) bool {
+	h := img.hdr
+	cs := img.clusterSize
+	in := func(start, n int64) bool { return n > 0 && off+cs > start && off < start+n }
+	return off < cs ||
+		in(int64(h.L1TableOffset), int64(len(img.l1))*8) ||
+		in(int64(h.RefcountTableOffset), int64(h.RefcountTableClusters)*cs)
 }
