@@ -37,7 +37,7 @@ var variants = []variant{
 
 const (
 	diskSize     = 1 << 30
-	writeMiB     = 128
+	writeMiB     = 192 // ~200 MB, as the issue asks
 	guestTimeout = 3 * time.Minute
 	targetIQN    = "iqn.2026-01.io.thinblk:e2e"
 	// share is the fraction of the written bytes the host must see grow
