@@ -191,12 +191,14 @@ func (img *Image) Flush() error {
 func (img *Image) Close() error { return img.file.Close() }
 
 // Caps: writes when opened writable; WriteZeroes is native (it never
-// allocates); block status.
+// allocates) and FastZero (NoFallback succeeds where no block is
+// allocated, and fails with block.ErrNotSupported where one is); block
+// status.
 func (img *Image) Caps() block.Caps {
 	if img.readOnly {
 		return block.Caps{BlockStatus: true}
 	}
-	return block.Caps{Write: true, Flush: true, WriteZeroes: true, BlockStatus: true}
+	return block.Caps{Write: true, Flush: true, WriteZeroes: true, FastZero: true, BlockStatus: true}
 }
 
 // Limits: byte-addressable; a block is the optimal transfer.
