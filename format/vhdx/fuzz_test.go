@@ -122,7 +122,7 @@ func exercise(t *testing.T, b []byte) {
 // FuzzOpen opens mutated images (patches on two small templates, or raw
 // bytes), then reads and walks block status. Run it with:
 //
-//	go test ./format/vhdx -run '^$' -fuzz FuzzOpen -fuzztime 60s
+//	go test ./format/vhdx -run '^$' -fuzz FuzzOpen -fuzztime 60s -fuzzminimizetime 10s
 func FuzzOpen(f *testing.F) {
 	le32 := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 	patch := func(off int, data []byte) []byte {

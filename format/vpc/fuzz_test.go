@@ -22,16 +22,17 @@ func fuzzSeeds() [][]byte {
 			}
 		}
 	}
-	bm := []byte{0xf0, 0x0f}
-	data := make([]byte, 4096)
+	// Small images: the fuzzer minimizes interesting inputs byte by byte.
+	bm := []byte{0x80}
+	data := make([]byte, 512)
 	for i := range data {
 		data[i] = byte(i)
 	}
 	seeds = append(seeds,
-		buildDynamic(64<<10, 4096, map[int64]testBlock{1: {bm, data}, 5: {[]byte{0xff}, data}}, "", nil),
-		buildDynamic(16<<10, 512, map[int64]testBlock{0: {[]byte{0x80}, data}}, "p.vhd",
+		buildDynamic(8<<10, 512, map[int64]testBlock{1: {bm, data}, 5: {[]byte{0xff}, data}}, "", nil),
+		buildDynamic(4<<10, 512, map[int64]testBlock{0: {bm, data}}, "p.vhd",
 			[]locator{{"W2ru", utf16LE(`.\p.vhd`)}, {"MacX", []byte("file:///tmp/p.vhd")}, {"W2ku", utf16LE(`C:\p.vhd`)}}),
-		append(make([]byte, 8192), fixedFooter(CreateParams{Size: 8192, ForceSize: true}).encode()...),
+		append(make([]byte, 1024), fixedFooter(CreateParams{Size: 1024, ForceSize: true}).encode()...),
 	)
 	return seeds
 }
@@ -89,7 +90,7 @@ func exercise(t *testing.T, data []byte) {
 // status; each input is tried as is and with its checksums fixed. Run it
 // with:
 //
-//	go test ./format/vpc -run '^$' -fuzz FuzzOpen -fuzztime 60s
+//	go test ./format/vpc -run '^$' -fuzz FuzzOpen -fuzztime 60s -fuzzminimizetime 10s
 func FuzzOpen(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
