@@ -311,35 +311,6 @@ func (img *Image) loadTables() error {
 	return nil
 }
 
-// prepareWrite makes an image ready for writing: it clears autoclear bits
-// for features thinblk does not maintain, and rebuilds refcounts of a
-// dirty image.
-func (img *Image) prepareWrite() error {
-	h := img.hdr
-	changed := false
-	if h.AutoclearFeatures != 0 {
-		// We do not update bitmaps: clearing the bit marks them inconsistent,
-		// as the spec demands of writers that do not know them.
-		h.AutoclearFeatures = 0
-		changed = true
-	}
-	if h.IncompatibleFeatures&IncompatDirty != 0 {
-		res, err := img.repair(RepairAll)
-		if err != nil {
-			return fmt.Errorf("qcow2: rebuilding refcounts of a dirty image: %w", err)
-		}
-		if res.Corruptions > res.CorruptionsFixed {
-			return fmt.Errorf("%w: qcow2: dirty image has %d corruptions that cannot be repaired", block.ErrCorrupt, res.Corruptions-res.CorruptionsFixed)
-		}
-		h.IncompatibleFeatures &^= IncompatDirty
-		changed = true
-	}
-	if changed {
-		return img.writeHeaderLocked()
-	}
-	return nil
-}
-
 // writeHeaderLocked rewrites the header cluster and flushes.
 //
 // Preconditions: img.mu held (or the image not yet shared).
