@@ -83,14 +83,15 @@ func (h *Header) encode() []byte {
 }
 
 // readHeaders reads both headers and returns the current one: the valid
-// header with the higher sequence number.
-func readHeaders(file block.Driver) (*Header, error) {
+// header with the higher sequence number, and its file offset.
+func readHeaders(file block.Driver) (*Header, int64, error) {
 	var best *Header
+	var bestOff int64
 	var errs [2]error
 	for i, off := range []int64{header1Offset, header2Offset} {
 		b := make([]byte, headerSize)
 		if err := file.Pread(b, off); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		h, err := parseHeader(b)
 		if err != nil {
@@ -98,16 +99,16 @@ func readHeaders(file block.Driver) (*Header, error) {
 			continue
 		}
 		if best == nil || h.SequenceNumber > best.SequenceNumber {
-			best = h
+			best, bestOff = h, off
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("vhdx: %w: no valid header (header 1: %v; header 2: %v)", block.ErrCorrupt, errs[0], errs[1])
+		return nil, 0, fmt.Errorf("vhdx: %w: no valid header (header 1: %v; header 2: %v)", block.ErrCorrupt, errs[0], errs[1])
 	}
 	if best.Version != 1 {
-		return nil, fmt.Errorf("vhdx: %w: header version %d (1 is known)", block.ErrNotSupported, best.Version)
+		return nil, 0, fmt.Errorf("vhdx: %w: header version %d (1 is known)", block.ErrNotSupported, best.Version)
 	}
-	return best, nil
+	return best, bestOff, nil
 }
 
 // region is one region table entry.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
@@ -30,6 +31,10 @@ func Probe(head []byte) int {
 type Image struct {
 	file     block.Driver
 	header   *Header
+	// headerOffset is where the current header is (header1Offset or
+	// header2Offset); headerUpdated is set once the first write updated it.
+	headerOffset  int64
+	headerUpdated atomic.Bool // set under allocMu
 	meta     *Metadata
 	geo      geometry
 	batStart int64 // file offset of the BAT
@@ -37,7 +42,8 @@ type Image struct {
 	readOnly bool
 	logDirty bool // opened read-only with ignore-log=on over a dirty log
 
-	// batMu guards bat; allocMu serializes allocating writes and fileEnd.
+	// batMu guards bat; allocMu serializes allocating writes, fileEnd and
+	// the header update.
 	batMu   sync.RWMutex
 	bat     []uint64
 	allocMu sync.Mutex
@@ -84,11 +90,11 @@ func Open(file block.Driver, o image.FormatOpen) (*Image, error) {
 	if string(sig) != fileSignature {
 		return nil, fmt.Errorf("vhdx: %w: file signature %q, want %q", block.ErrCorrupt, sig, fileSignature)
 	}
-	h, err := readHeaders(file)
+	h, hOff, err := readHeaders(file)
 	if err != nil {
 		return nil, err
 	}
-	img := &Image{file: file, header: h, readOnly: o.ReadOnly, fileEnd: fileSize}
+	img := &Image{file: file, header: h, headerOffset: hOff, readOnly: o.ReadOnly, fileEnd: fileSize}
 	if !h.LogGUID.IsZero() {
 		if !ignoreLog || !o.ReadOnly {
 			return nil, fmt.Errorf("vhdx: %w: the image has a log to replay (it was not closed cleanly; LogGuid %s): thinblk does not replay VHDX logs; open it read-only with -o ignore-log=on to read the possibly stale metadata, or let Hyper-V or qemu-img check -r all replay it",

@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 
@@ -26,6 +27,9 @@ func (img *Image) Pwrite(p []byte, off int64, flags block.Flags) error {
 	if err := img.writable("pwrite", off, int64(len(p))); err != nil {
 		return err
 	}
+	if err := img.updateHeader(); err != nil {
+		return &block.OpError{Op: "pwrite", Node: "vhdx", Off: off, Len: int64(len(p)), Err: err}
+	}
 	g := img.geo
 	for len(p) > 0 {
 		blockIndex, inBlock := off/g.blockSize, off%g.blockSize
@@ -45,6 +49,43 @@ func (img *Image) Pwrite(p []byte, off int64, flags block.Flags) error {
 	if flags.Has(block.FUA) {
 		return img.file.Flush()
 	}
+	return nil
+}
+
+// updateHeader runs before the first write after open, as [MS-VHDX] asks:
+// it writes a header with the next sequence number and new FileWriteGuid
+// and DataWriteGuid over the older header, and flushes, so that readers
+// (and differencing children, whose parent_linkage names the
+// DataWriteGuid) see that the image changed.
+func (img *Image) updateHeader() error {
+	if img.headerUpdated.Load() {
+		return nil
+	}
+	img.allocMu.Lock()
+	defer img.allocMu.Unlock()
+	if img.headerUpdated.Load() {
+		return nil
+	}
+	h := *img.header
+	h.SequenceNumber++
+	if _, err := rand.Read(h.FileWriteGUID[:]); err != nil {
+		return err
+	}
+	if _, err := rand.Read(h.DataWriteGUID[:]); err != nil {
+		return err
+	}
+	target := int64(header1Offset)
+	if img.headerOffset == header1Offset {
+		target = header2Offset
+	}
+	if err := img.file.Pwrite(h.encode(), target, 0); err != nil {
+		return err
+	}
+	if err := img.file.Flush(); err != nil {
+		return err
+	}
+	img.header, img.headerOffset = &h, target
+	img.headerUpdated.Store(true)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/testutil"
+	"github.com/thinblk/thinblk/protocol/mem"
 )
 
 // TestWriteQemuChecks creates images with our writer, writes random data
@@ -106,5 +107,39 @@ func TestConvertCLI(t *testing.T) {
 		if !strings.Contains(info, want) {
 			t.Errorf("thinblk info lacks %q:\n%s", want, info)
 		}
+	}
+}
+
+// TestHeaderUpdatedOnFirstWrite: the first write writes a newer header
+// (next sequence number, new DataWriteGuid) over the older slot; reads
+// alone change nothing.
+func TestHeaderUpdatedOnFirstWrite(t *testing.T) {
+	node := mem.NewGrowable(0)
+	if err := CreateOn(node, image.CreateOptions{Size: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Open(node, image.FormatOpen{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, beforeOff := *img.header, img.headerOffset
+	if err := img.Pread(make([]byte, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	if img.headerUpdated.Load() {
+		t.Fatal("a read updated the header")
+	}
+	for i := 0; i < 2; i++ {
+		if err := img.Pwrite([]byte("data"), int64(i)*4096, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, off, err := readHeaders(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.SequenceNumber != before.SequenceNumber+1 || off == beforeOff || h.DataWriteGUID == before.DataWriteGUID || h.FileWriteGUID == before.FileWriteGUID {
+		t.Fatalf("header after writes: seq %d at %d (before %d at %d), data guid changed %v",
+			h.SequenceNumber, off, before.SequenceNumber, beforeOff, h.DataWriteGUID != before.DataWriteGUID)
 	}
 }
