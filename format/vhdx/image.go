@@ -29,18 +29,18 @@ func Probe(head []byte) int {
 
 // Image is an opened VHDX image. See the package documentation.
 type Image struct {
-	file     block.Driver
-	header   *Header
+	file   block.Driver
+	header *Header
 	// headerOffset is where the current header is (header1Offset or
 	// header2Offset); headerUpdated is set once the first write updated it.
 	headerOffset  int64
 	headerUpdated atomic.Bool // set under allocMu
-	meta     *Metadata
-	geo      geometry
-	batStart int64 // file offset of the BAT
-	size     int64
-	readOnly bool
-	logDirty bool // opened read-only with ignore-log=on over a dirty log
+	meta          *Metadata
+	geo           geometry
+	batStart      int64 // file offset of the BAT
+	size          int64
+	readOnly      bool
+	logDirty      bool // opened read-only with ignore-log=on over a dirty log
 
 	// batMu guards bat; allocMu serializes allocating writes, fileEnd and
 	// the header update.
