@@ -15,8 +15,9 @@ const (
 	version11 = 0x00010001
 	// preHeaderText is the text VirtualBox writes before the header.
 	preHeaderText = "<<< Oracle VM VirtualBox Disk Image >>>\n"
-	// headerEnd is where the header ends (0x40 pre-header + 0x180).
-	headerEnd   = 0x1c0
+	// headerEnd is where the header ends: the header size field at 0x48
+	// counts 0x180 bytes from itself (up to and with uuid_parent).
+	headerEnd   = 0x1c8
 	headerSize  = 0x180
 	sectorSize  = 512
 	defaultBmap = 0x200

@@ -240,7 +240,9 @@ func (img *Image) Info() (block.Info, error) {
 	if img.hdr.ImageType == typeStatic {
 		t = "static"
 	}
+	// VirtualBox stores the first three UUID fields little-endian.
 	u := img.hdr.UUIDImage
+	u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7] = u[3], u[2], u[1], u[0], u[5], u[4], u[7], u[6]
 	return block.Info{
 		Format:               "vdi",
 		VirtualSize:          img.size,

@@ -128,3 +128,27 @@ func TestThinblkCreateConvert(t *testing.T) {
 		t.Fatalf("qemu-img map of the converted vdi: %s, want %s", got, want)
 	}
 }
+
+// TestCreateStatic: a static image we create passes qemu-img check, reads
+// as zeros and is fully mapped.
+func TestCreateStatic(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "s.vdi")
+	if err := image.Create(name, "vdi", image.CreateOptions{Size: 3 << 20, Options: map[string]string{"static": "on"}}); err != nil {
+		t.Fatal(err)
+	}
+	qemuImg(t, "check", "-f", "vdi", name)
+	compareWithQemu(t, name, 1<<20)
+	d, err := image.Open(name, image.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if e, err := d.BlockStatus(0, 3<<20); err != nil || e.Status != block.Data|block.Allocated || e.Len != 3<<20 {
+		t.Fatalf("static image status = %+v, %v; want 3 MiB allocated", e, err)
+	}
+	for _, bad := range []map[string]string{{"static": "maybe"}, {"block_size": "1000"}, {"cluster_size": "1M"}} {
+		if err := image.Create(name, "vdi", image.CreateOptions{Size: 1 << 20, Options: bad}); !errors.Is(err, block.ErrInvalid) {
+			t.Errorf("create with %v = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
