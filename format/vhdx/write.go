@@ -137,6 +137,9 @@ func (img *Image) WriteZeroes(off, n int64, flags block.Flags) error {
 	if flags.Has(block.NoFallback) && !img.Caps().FastZero {
 		return &block.OpError{Op: "write-zeroes", Node: "vhdx", Off: off, Len: n, Err: fmt.Errorf("%w: no fast zeroing on this file", block.ErrNotSupported)}
 	}
+	if err := img.updateHeader(); err != nil {
+		return &block.OpError{Op: "write-zeroes", Node: "vhdx", Off: off, Len: n, Err: err}
+	}
 	g := img.geo
 	for n > 0 {
 		blockIndex, inBlock := off/g.blockSize, off%g.blockSize
