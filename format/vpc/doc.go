@@ -32,9 +32,10 @@
 //
 // A fixed image reports its file's status (holes in the file read as
 // zeros). In a dynamic or differencing image, sectors whose bitmap bit is
-// set are Data|Allocated with their host offset; everything else is not
-// allocated in this layer, so block.ChainStatus asks the parent (and reads
-// give zeros when there is none).
+// set are Data|Allocated with their host offset. Everything else reads as
+// zeros and is reported Zero in a dynamic image (as qemu-img map does), and
+// is not allocated in this layer of a differencing image, so
+// block.ChainStatus asks the parent.
 //
 // # Safety
 //

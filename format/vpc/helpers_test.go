@@ -63,10 +63,12 @@ func qemuRaw(t *testing.T, name, format string) []byte {
 	return b
 }
 
-// span is a run of guest bytes and whether it holds data.
+// span is a run of guest bytes, whether it holds data and whether it is
+// present (allocated) in the chain.
 type span struct {
 	Off, Len int64
 	Data     bool
+	Present  bool
 }
 
 // qemuMap returns qemu-img map's data/no-data runs, merged.
@@ -75,14 +77,32 @@ func qemuMap(t *testing.T, name, format string) []span {
 	out := runCmd(t, "qemu-img", "map", "--output=json", "-f", format, name)
 	var ents []struct {
 		Start, Length int64
-		Data          bool
+		Data, Present bool
 	}
 	if err := json.Unmarshal(out, &ents); err != nil {
 		t.Fatalf("qemu-img map: %v\n%s", err, out)
 	}
 	var s []span
 	for _, e := range ents {
-		s = appendSpan(s, span{e.Start, e.Length, e.Data})
+		s = appendSpan(s, span{e.Start, e.Length, e.Data, e.Present})
+	}
+	return s
+}
+
+// cliMap returns thinblk map's data/present runs, merged.
+func cliMap(t *testing.T, bin, name string) []span {
+	t.Helper()
+	out := runCmd(t, bin, "map", "--output=json", "-f", "vpc", name)
+	var ents []struct {
+		Start, Length int64
+		Data, Present bool
+	}
+	if err := json.Unmarshal(out, &ents); err != nil {
+		t.Fatalf("thinblk map: %v\n%s", err, out)
+	}
+	var s []span
+	for _, e := range ents {
+		s = appendSpan(s, span{e.Start, e.Length, e.Data, e.Present})
 	}
 	return s
 }
@@ -99,14 +119,14 @@ func ourMap(t *testing.T, d block.Driver) []span {
 		if e.Off != off || e.Len <= 0 {
 			t.Fatalf("block status at %d answered %+v", off, e)
 		}
-		s = appendSpan(s, span{off, e.Len, e.Status&block.Data != 0})
+		s = appendSpan(s, span{off, e.Len, e.Status&block.Data != 0, e.Status.Present()})
 		off += e.Len
 	}
 	return s
 }
 
 func appendSpan(s []span, x span) []span {
-	if n := len(s); n > 0 && s[n-1].Data == x.Data && s[n-1].Off+s[n-1].Len == x.Off {
+	if n := len(s); n > 0 && s[n-1].Data == x.Data && s[n-1].Present == x.Present && s[n-1].Off+s[n-1].Len == x.Off {
 		s[n-1].Len += x.Len
 		return s
 	}

@@ -64,6 +64,17 @@ func TestQemuImages(t *testing.T) {
 			if got, want := ourMap(t, d), truncSpans(qemuMap(t, name, mapFormat), d.Size()); !equalSpans(got, want) {
 				t.Fatalf("map differs:\n ours %v\n qemu %v", got, want)
 			}
+			// The same through the CLI: thinblk convert -O raw is identical
+			// for qemu-img compare, and thinblk map agrees with qemu-img map.
+			bin := testutil.Thinblk(t)
+			out := filepath.Join(t.TempDir(), "out.raw")
+			runCmd(t, bin, "convert", "-f", "vpc", "-O", "raw", name, out)
+			runCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", name, out)
+			if tc.opts == "subformat=dynamic" {
+				if got, want := cliMap(t, bin, name), qemuMap(t, name, "vpc"); !equalSpans(got, want) {
+					t.Fatalf("thinblk map differs:\n ours %v\n qemu %v", got, want)
+				}
+			}
 		})
 	}
 }

@@ -103,8 +103,9 @@ func readBacking(parent block.Driver, p []byte, off int64) error {
 }
 
 // BlockStatus reports a fixed image's file status, or a dynamic image's
-// present sectors as Data|Allocated (with their host offset) and absent
-// ones as not allocated here.
+// present sectors as Data|Allocated (with their host offset). Absent
+// sectors are Zero in a dynamic image (it has no parent) and not allocated
+// here in a differencing image (the parent answers).
 func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 	if err := img.check("block-status", off, n); err != nil {
 		return block.Extent{}, err
@@ -140,6 +141,11 @@ func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 		total += r.length
 	}
 	if !first.present {
+		if img.footer.DiskType == diskDynamic {
+			// No parent can exist: the run reads as zeros (as qemu-img
+			// map reports it).
+			return block.Extent{Off: off, Len: total, Status: block.Zero, HostOffset: -1}, nil
+		}
 		return block.Extent{Off: off, Len: total, HostOffset: -1}, nil
 	}
 	return block.Extent{Off: off, Len: total, Status: block.Data | block.Allocated, HostOffset: first.hostOffset}, nil
