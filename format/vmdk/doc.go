@@ -26,9 +26,19 @@
 // image.FormatOpen.OpenBacking. The CID/parentCID pair is reported, not
 // enforced.
 //
+// # Writing
+//
+// Create makes streamOptimized disks only (what OVA packages and vSphere
+// import take), laid out as VMware writes them: header and descriptor,
+// compressed grains behind grain markers, then grain tables, grain
+// directory, footer and end-of-stream marker. Opening such an empty disk
+// writable gives a sequential writer (see streamWriter: writes must come
+// front to back, as `thinblk convert` sends them by default). Every other
+// disk opens read-only.
+//
 // # Status and limits
 //
-// The driver is read-only: Pwrite, Discard and WriteZeroes return
+// The reader is read-only: Pwrite, Discard and WriteZeroes return
 // block.ErrReadOnly. BlockStatus reports allocated grains as
 // Data|Allocated with their host offset (Compressed for compressed grains,
 // whose host offset is the grain marker), zeroed grains as Zero, and

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/thinblk/thinblk/block"
-	"github.com/thinblk/thinblk/image"
 )
 
 // streamWriter writes a streamOptimized disk front to back: each grain is
@@ -404,30 +403,4 @@ func (w *streamWriter) Info() (block.Info, error) {
 		Specific: &Specific{CID: 0xffffffff, ParentCID: 0xffffffff, CreateType: "streamOptimized",
 			Extents: []ExtentInfo{{VirtualSize: w.size, Filename: w.name, ClusterSize: w.grain, Compressed: true}}},
 	}, nil
-}
-
-// openDriver is the registry's Open: a writable open of an empty
-// streamOptimized disk gives the sequential writer, anything else the
-// read-only Image.
-func openDriver(f block.Driver, o image.FormatOpen) (block.Driver, error) {
-	if !o.ReadOnly && f.Caps().Write && len(o.Options) == 0 && f.Size() >= headerSize {
-		b := make([]byte, headerSize)
-		if err := f.Pread(b, 0); err != nil {
-			return nil, err
-		}
-		if h0, err := parseSparseHeader(b); err == nil && h0.GDOffset == gdAtEnd {
-			e, h, err := openSparseExtent(f, false, o.Name, -1)
-			if err != nil {
-				return nil, &block.OpError{Op: "open", Node: o.Name, Err: err}
-			}
-			w, err := openStreamWriter(f, o.Name, h, e)
-			if err != nil {
-				return nil, &block.OpError{Op: "open", Node: o.Name, Err: err}
-			}
-			if w != nil {
-				return w, nil
-			}
-		}
-	}
-	return Open(f, o)
 }
