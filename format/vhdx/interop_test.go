@@ -85,6 +85,11 @@ func TestQemuImages(t *testing.T) {
 			if got := ourMap(t, d); !equalSpans(got, model) {
 				t.Fatalf("map differs:\n ours    %v\n written %v", got, model)
 			}
+			// Through the CLI: thinblk convert -O raw is identical for
+			// qemu-img compare.
+			out := filepath.Join(t.TempDir(), "out.raw")
+			runCmd(t, testutil.Thinblk(t), "convert", "-O", "raw", name, out)
+			runCmd(t, "qemu-img", "compare", "-f", "vhdx", "-F", "raw", name, out)
 		})
 	}
 }
