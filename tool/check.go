@@ -40,7 +40,17 @@ func Check(w io.Writer, name string, o CheckOptions) error {
 	if o.Output != "" && o.Output != "human" && o.Output != "json" {
 		return fmt.Errorf("check: invalid output format %q (want human or json)", o.Output)
 	}
-	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: mode == qcow2.RepairNone, NoBacking: true})
+	opts := map[string]string{}
+	if mode == qcow2.RepairAll && (o.Format == "" || o.Format == "qcow2") {
+		// Let the repair below rebuild a dirty image's refcounts, and
+		// report what it fixed, instead of the open doing it silently.
+		opts[qcow2.OptionKeepDirty] = "on"
+	}
+	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: mode == qcow2.RepairNone, NoBacking: true, Options: opts})
+	if err != nil && len(opts) > 0 && errors.Is(err, block.ErrInvalid) {
+		// Not a qcow2 image: its format does not take the option.
+		d, err = image.Open(name, image.Options{Format: o.Format, ReadOnly: true, NoBacking: true})
+	}
 	if err != nil {
 		return &ExitError{Code: 1, Err: err}
 	}

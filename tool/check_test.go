@@ -52,6 +52,9 @@ func TestCheckExitCodes(t *testing.T) {
 	if err := Check(&out, dirty, CheckOptions{Repair: "all"}); err != nil {
 		t.Fatalf("repair: %v\n%s", err, out.String())
 	}
+	if !bytes.Contains(out.Bytes(), []byte("were found and repaired")) {
+		t.Fatalf("repair output does not report the repair:\n%s", out.String())
+	}
 	if o, err := exec.Command("qemu-img", "check", dirty).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img check after repair: %v\n%s", err, o)
 	}
@@ -59,5 +62,8 @@ func TestCheckExitCodes(t *testing.T) {
 	testutil.MustRun(t, "qemu-img", "create", "-q", "-f", "raw", raw, "1M")
 	if c := checkCode(Check(&out, raw, CheckOptions{})); c != 63 {
 		t.Fatalf("raw: code %d, want 63", c)
+	}
+	if c := checkCode(Check(&out, raw, CheckOptions{Repair: "all"})); c != 63 {
+		t.Fatalf("raw -r all: code %d, want 63", c)
 	}
 }

@@ -93,12 +93,21 @@ func (img *Image) Check(mode RepairMode) (*CheckResult, error) {
 	}
 	img.mu.Lock()
 	defer img.mu.Unlock()
-	if !img.readOnly {
+	if !img.readOnly && !img.dirtyPending.Load() {
 		if err := img.flushLocked(); err != nil {
 			return nil, err
 		}
 	}
-	return img.checkLocked(mode)
+	res, err := img.checkLocked(mode)
+	if err == nil && mode == RepairAll && img.hdr.IncompatibleFeatures&IncompatDirty != 0 &&
+		res.Corruptions == res.CorruptionsFixed {
+		// The refcounts are exact now: the dirty bit goes.
+		img.hdr.IncompatibleFeatures &^= IncompatDirty
+		if err = img.writeHeaderLocked(); err == nil {
+			img.dirtyPending.Store(false)
+		}
+	}
+	return res, err
 }
 
 // repair is Check for the open path (the image is not shared yet).

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -139,4 +140,39 @@ func TestMetadataOverlapRefused(t *testing.T) {
 			t.Fatal("L1 table changed")
 		}
 	}
+}
+
+// TestKeepDirty opens a dirty image (left by a killed qemu-io with lazy
+// refcounts) with keep-dirty: writes are refused until Check(RepairAll)
+// rebuilds the refcounts and clears the dirty bit.
+func TestKeepDirty(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io")
+	name := filepath.Join(t.TempDir(), "d.qcow2")
+	run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", name, "3M")
+	exec9(t, name)
+	d, err := image.Open(name, image.Options{Options: map[string]string{OptionKeepDirty: "on"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := block.As[*Image](d)
+	if !img.DirtyFlag() {
+		t.Fatal("image is not dirty")
+	}
+	if err := d.Pwrite([]byte{1}, 0, 0); !errors.Is(err, block.ErrCorrupt) {
+		t.Fatalf("write to a dirty image: %v, want ErrCorrupt", err)
+	}
+	res, err := img.Check(RepairAll)
+	if err != nil || res.Corruptions == 0 || res.CorruptionsFixed != res.Corruptions {
+		t.Fatalf("repair: %+v %v", res, err)
+	}
+	if img.DirtyFlag() {
+		t.Fatal("dirty bit still set after repair")
+	}
+	if err := d.Pwrite([]byte{1}, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mustBeClean(t, name)
 }

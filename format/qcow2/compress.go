@@ -109,8 +109,8 @@ func (img *Image) compressCluster(src []byte) ([]byte, error) {
 // filling fresh images (convert -c); the previous content of the cluster is
 // released.
 func (img *Image) WriteCompressed(p []byte, off int64) error {
-	if img.readOnly {
-		return img.opError("pwrite-compressed", off, int64(len(p)), block.ErrReadOnly)
+	if err := img.checkWritable(); err != nil {
+		return img.opError("pwrite-compressed", off, int64(len(p)), err)
 	}
 	size := img.Size()
 	if err := block.CheckRange(off, int64(len(p)), size); err != nil {

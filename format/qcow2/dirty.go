@@ -14,6 +14,11 @@ import (
 // the bit is then cleared. Opened read-only, a dirty image is read as it
 // is (reads do not depend on refcounts).
 
+// OptionKeepDirty ("keep-dirty=on") opens a dirty image writable without
+// rebuilding its refcounts, so that Check(RepairAll) can report and repair
+// them (thinblk check -r). Writes before that repair are refused.
+const OptionKeepDirty = "keep-dirty"
+
 // prepareWrite makes an image ready for writing: it clears autoclear bits
 // for features thinblk does not maintain, and rebuilds refcounts of a
 // dirty image.
@@ -26,7 +31,9 @@ func (img *Image) prepareWrite() error {
 		h.AutoclearFeatures = 0
 		changed = true
 	}
-	if h.IncompatibleFeatures&IncompatDirty != 0 {
+	if h.IncompatibleFeatures&IncompatDirty != 0 && img.keepDirty {
+		img.dirtyPending.Store(true)
+	} else if h.IncompatibleFeatures&IncompatDirty != 0 {
 		res, err := img.repair(RepairAll)
 		if err != nil {
 			return fmt.Errorf("qcow2: rebuilding refcounts of a dirty image: %w", err)

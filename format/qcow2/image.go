@@ -57,12 +57,28 @@ type Image struct {
 	// compressed cluster writer state: the next free byte in the current
 	// partially used cluster, 0 when none.
 	compNext int64
+
+	keepDirty bool // OptionKeepDirty, set at open
+	// dirtyPending: opened writable with the dirty bit kept; mutating
+	// requests fail until Check(RepairAll) clears it.
+	dirtyPending atomic.Bool
 }
 
 // freeRange is a reference to drop at the next flush: count clusters from
 // cluster index first.
 type freeRange struct {
 	first, count int64
+}
+
+// checkWritable returns why the image cannot be changed now, or nil.
+func (img *Image) checkWritable() error {
+	switch {
+	case img.readOnly:
+		return block.ErrReadOnly
+	case img.dirtyPending.Load():
+		return fmt.Errorf("%w: qcow2: the image is dirty (refcounts may be stale); repair it with check -r all first", block.ErrCorrupt)
+	}
+	return nil
 }
 
 // acquireIO and releaseIO bracket guest data I/O to the file node.
@@ -181,6 +197,14 @@ func (img *Image) configureCaches(opts map[string]string) error {
 	rbBytes := max(l2Bytes/4, 4*cs)
 	ioDepth := int64(8)
 	for k, v := range opts {
+		if k == OptionKeepDirty {
+			b, err := parseBool(v)
+			if err != nil {
+				return fmt.Errorf("%w: qcow2: option %s=%q is not on or off", block.ErrInvalid, k, v)
+			}
+			img.keepDirty = b
+			continue
+		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			return fmt.Errorf("%w: qcow2: option %s=%q is not a byte count", block.ErrInvalid, k, v)

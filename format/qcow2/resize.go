@@ -19,8 +19,8 @@ func (img *Image) Resize(newSize int64, shrink, discardData bool) error {
 }
 
 func (img *Image) resize(newSize int64, shrink, discardData bool) error {
-	if img.readOnly {
-		return block.ErrReadOnly
+	if err := img.checkWritable(); err != nil {
+		return err
 	}
 	if newSize < 0 || newSize%512 != 0 {
 		return fmt.Errorf("%w: qcow2: size %d is not a multiple of 512", block.ErrInvalid, newSize)

@@ -14,8 +14,8 @@ import (
 // it. With FUA the image is flushed before returning.
 func (img *Image) Pwrite(p []byte, off int64, flags block.Flags) error {
 	n := int64(len(p))
-	if img.readOnly {
-		return img.opError("pwrite", off, n, block.ErrReadOnly)
+	if err := img.checkWritable(); err != nil {
+		return img.opError("pwrite", off, n, err)
 	}
 	if err := block.CheckRange(off, n, img.Size()); err != nil {
 		return img.opError("pwrite", off, n, err)

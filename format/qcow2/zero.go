@@ -23,8 +23,8 @@ func (img *Image) zeroNative() bool {
 // NoFallback). On v2 images without a backing file zeroed clusters are
 // deallocated; with a backing file zeros are written.
 func (img *Image) WriteZeroes(off, n int64, flags block.Flags) error {
-	if img.readOnly {
-		return img.opError("write-zeroes", off, n, block.ErrReadOnly)
+	if err := img.checkWritable(); err != nil {
+		return img.opError("write-zeroes", off, n, err)
 	}
 	if err := block.CheckRange(off, n, img.Size()); err != nil {
 		return img.opError("write-zeroes", off, n, err)
@@ -214,8 +214,8 @@ func (img *Image) zeroUnits(vc, u0, u1 int64, flags block.Flags) error {
 // zeros and backing data never shows through. On v2 images with a backing
 // file Discard does nothing.
 func (img *Image) Discard(off, n int64, flags block.Flags) error {
-	if img.readOnly {
-		return img.opError("discard", off, n, block.ErrReadOnly)
+	if err := img.checkWritable(); err != nil {
+		return img.opError("discard", off, n, err)
 	}
 	size := img.Size()
 	if err := block.CheckRange(off, n, size); err != nil {
