@@ -1,8 +1,13 @@
 package vmdk
 
 import (
+	"fmt"
+	"math/rand"
+	"sync"
+
 	"bytes"
 	"errors"
+	"github.com/thinblk/thinblk/internal/testutil"
 	"os"
 
 	"github.com/thinblk/thinblk/block"
@@ -186,5 +191,56 @@ func TestReadOnly(t *testing.T) {
 	}
 	if err := d.WriteZeroes(0, 512, 0); !errors.Is(err, block.ErrReadOnly) {
 		t.Fatalf("WriteZeroes = %v, want ErrReadOnly", err)
+	}
+}
+
+// TestConcurrentReads: parallel reads of a compressed and a plain sparse
+// disk return what qemu-img reads (run with -race).
+func TestConcurrentReads(t *testing.T) {
+	seed := testutil.Seed(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.qcow2")
+	qemuImg(t, "create", "-f", "qcow2", src, "4M")
+	qemuIO(t, "qcow2", src, pattern...)
+	for _, sub := range []string{"streamOptimized", "monolithicSparse"} {
+		name := filepath.Join(dir, sub+".vmdk")
+		qemuImg(t, "convert", "-f", "qcow2", "-O", "vmdk", "-o", "subformat="+sub, src, name)
+		raw := filepath.Join(dir, sub+".raw")
+		qemuImg(t, "convert", "-f", "vmdk", "-O", "raw", name, raw)
+		want, err := os.ReadFile(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := image.Open(name, image.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewSource(seed + int64(w)))
+				for range 200 {
+					off := rng.Int63n(int64(len(want)))
+					b := make([]byte, 1+rng.Int63n(min(int64(len(want))-off, 300<<10)))
+					if err := d.Pread(b, off); err != nil {
+						errs <- err
+						return
+					}
+					if !bytes.Equal(b, want[off:off+int64(len(b))]) {
+						errs <- fmt.Errorf("%s: read %d+%d differs", sub, off, len(b))
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		d.Close()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
 	}
 }

@@ -237,30 +237,27 @@ func (e *sparseExtent) readData(p []byte, off int64) error {
 }
 
 // readCompressed fills p (inside one grain) from the compressed grain at
-// sector gte.
+// sector gte. The last grain decompressed is cached for small sequential
+// reads; decompression runs outside the lock so that parallel readers
+// decompress in parallel.
 func (e *sparseExtent) readCompressed(p []byte, off int64, gte uint32) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.lastGrain != gte || e.lastData == nil {
-		data, err := e.inflateLocked(gte)
-		if err != nil {
-			return err
-		}
-		e.lastGrain, e.lastData = gte, data
-	}
 	within := off % e.grain
-	copy(p, e.lastData[within:])
-	return nil
-}
-
-// inflateLocked decompresses the grain stored at sector gte.
-// Preconditions: e.mu is held.
-func (e *sparseExtent) inflateLocked(gte uint32) ([]byte, error) {
+	e.mu.Lock()
+	if e.lastGrain == gte && e.lastData != nil {
+		copy(p, e.lastData[within:])
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
 	data, err := inflateGrain(e.file, e.fileSize, int64(gte)*sectorSize, e.grain, e.markers)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", e.name, err)
+		return fmt.Errorf("%s: %w", e.name, err)
 	}
-	return data, nil
+	copy(p, data[within:])
+	e.mu.Lock()
+	e.lastGrain, e.lastData = gte, data
+	e.mu.Unlock()
+	return nil
 }
 
 // inflateGrain decompresses the grain of grain bytes stored at host in
