@@ -1,20 +1,19 @@
 package vmdk
 
 import (
-	"fmt"
-	"math/rand"
-	"sync"
-
 	"bytes"
 	"errors"
-	"github.com/thinblk/thinblk/internal/testutil"
+	"fmt"
+	"math/rand"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
-	"path/filepath"
-	"strings"
-	"testing"
+	"github.com/thinblk/thinblk/internal/testutil"
 )
 
 // pattern writes data, written zeros and holes at grain-aligned offsets of
