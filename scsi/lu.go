@@ -89,7 +89,9 @@ type LU struct {
 // cannot be honoured by the node: a block size other than 512 or 4096, a
 // node smaller than one block or whose request alignment the block size does
 // not satisfy, or LBPRZ=1 on a node that cannot deallocate and guarantee
-// zeros (Caps().ZeroUnmap and Caps().DiscardZeroes).
+// zeros (Caps().ZeroUnmap). With LBPRZ=1 the LU unmaps with
+// WriteZeroes(MayUnmap), never with Discard, so a node whose Discard may
+// leave partial granules untouched (qcow2) still qualifies.
 func New(node block.Driver, cfg Config) (*LU, error) {
 	if cfg.BlockSize == 0 {
 		cfg.BlockSize = 512
@@ -113,7 +115,7 @@ func New(node block.Driver, cfg Config) (*LU, error) {
 	lu.writable = lu.caps.Write && !cfg.ReadOnly
 	lu.unmap = cfg.Discard == block.DiscardUnmap && lu.writable
 	lu.thin = lu.caps.BlockStatus && (lu.caps.Discard || lu.caps.ZeroUnmap)
-	if cfg.LBPRZ && !(lu.caps.ZeroUnmap && lu.caps.DiscardZeroes) {
+	if cfg.LBPRZ && !lu.caps.ZeroUnmap {
 		return nil, fmt.Errorf("scsi: lbprz=1 needs a node that deallocates and reads zeros afterwards (%s does not): %w", nodeName(node), block.ErrNotSupported)
 	}
 	if pb := lu.limits.PhysicalBlock; pb > int64(lu.blockSize) {
