@@ -23,8 +23,8 @@ import (
 // ranges stay unallocated and read as zeros. thinblk convert does this by
 // default (one write at a time, in target order, requests aligned to
 // ClusterSize); `convert -W` (out of order) does not work with this
-// target. Flush seals the buffered grain: after a Flush, writes must start
-// at the next grain boundary or later. All-zero grains are not stored.
+// target. Flush does not restrict later writes (see flushLocked).
+// All-zero grains are not stored.
 //
 // All calls are serialized by one mutex.
 type streamWriter struct {
@@ -135,7 +135,7 @@ func (w *streamWriter) seekLocked(op string, off, n int64) error {
 }
 
 // sealLocked compresses and appends the buffered grain (nothing for an
-// all-zero grain).
+// all-zero grain); the grain can no longer change.
 // Preconditions: w.mu is held.
 func (w *streamWriter) sealLocked() error {
 	if w.cur < 0 {
@@ -147,12 +147,26 @@ func (w *streamWriter) sealLocked() error {
 	if isZero(w.buf) {
 		return nil
 	}
+	n, err := w.appendGrainLocked(g)
+	if err != nil {
+		return err
+	}
+	w.appendAt += n
+	w.tailValid = false
+	return nil
+}
+
+// appendGrainLocked writes grain g from w.buf, compressed behind its grain
+// marker, at appendAt, records it in gtes and returns the bytes written
+// (whole sectors). It does not move appendAt.
+// Preconditions: w.mu is held.
+func (w *streamWriter) appendGrainLocked(g int64) (int64, error) {
 	var z bytes.Buffer
 	z.Write(make([]byte, 12)) // the grain marker, filled below
 	zw, _ := zlib.NewWriterLevel(&z, zlib.DefaultCompression)
 	zw.Write(w.buf)
 	if err := zw.Close(); err != nil {
-		return err
+		return 0, err
 	}
 	b := z.Bytes()
 	binary.LittleEndian.PutUint64(b, uint64(g*w.grain/sectorSize))
@@ -162,15 +176,13 @@ func (w *streamWriter) sealLocked() error {
 	}
 	sector := w.appendAt / sectorSize
 	if sector > 0xffffffff-1 {
-		return fmt.Errorf("vmdk: %w: a grain table entry cannot address sector %d", block.ErrNoSpace, sector)
+		return 0, fmt.Errorf("vmdk: %w: a grain table entry cannot address sector %d", block.ErrNoSpace, sector)
 	}
 	if err := w.file.Pwrite(b, w.appendAt, 0); err != nil {
-		return err
+		return 0, err
 	}
 	w.gtes[g] = uint32(sector)
-	w.appendAt += int64(len(b))
-	w.tailValid = false
-	return nil
+	return int64(len(b)), nil
 }
 
 func isZero(b []byte) bool {
@@ -227,8 +239,25 @@ func (w *streamWriter) writeTailLocked() error {
 	if err := w.file.Pwrite(tail, at, 0); err != nil {
 		return err
 	}
+	// The footer must be the end of the file: cut what an earlier, longer
+	// tail (or a provisional grain) left behind it.
+	if end := at + int64(len(tail)); w.file.Size() > end {
+		t, ok := block.As[truncater](w.file)
+		if !ok {
+			return fmt.Errorf("vmdk: %w: cannot shorten the file to end the stream", block.ErrNotSupported)
+		}
+		if err := t.Truncate(end); err != nil {
+			return err
+		}
+	}
 	w.tailValid = true
 	return nil
+}
+
+// truncater is what file nodes offer for resizing (protocol/file,
+// protocol/mem).
+type truncater interface {
+	Truncate(size int64) error
 }
 
 func roundSector(n int64) int64 { return (n + sectorSize - 1) / sectorSize * sectorSize }
@@ -242,14 +271,28 @@ func markerSector(sectors uint64, typ uint32) []byte {
 	return b
 }
 
-// flushLocked seals the buffered grain, writes the tail and flushes the
-// file.
+// flushLocked makes the file a complete disk holding every write so far:
+// a buffered grain with data is written provisionally (compressed at
+// appendAt, described by the tail after it) but stays buffered, so later
+// writes may still change it; sealing it later writes it again in the same
+// place, over the old tail.
 // Preconditions: w.mu is held.
 func (w *streamWriter) flushLocked() error {
-	if err := w.sealLocked(); err != nil {
-		return err
-	}
-	if !w.tailValid {
+	if w.cur >= 0 && !isZero(w.buf) {
+		n, err := w.appendGrainLocked(w.cur)
+		if err != nil {
+			return err
+		}
+		saved := w.appendAt
+		w.appendAt += n
+		err = w.writeTailLocked()
+		w.appendAt = saved
+		delete(w.gtes, w.cur)
+		w.tailValid = false // the tail lists a grain that is still buffered
+		if err != nil {
+			return err
+		}
+	} else if !w.tailValid {
 		if err := w.writeTailLocked(); err != nil {
 			return err
 		}
@@ -257,8 +300,8 @@ func (w *streamWriter) flushLocked() error {
 	return w.file.Flush()
 }
 
-// Flush seals the buffered grain and writes the tail: the file is then a
-// complete streamOptimized disk.
+// Flush writes the tail (and the buffered grain, provisionally): the file
+// is then a complete streamOptimized disk holding every write so far.
 func (w *streamWriter) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()

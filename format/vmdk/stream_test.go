@@ -163,3 +163,47 @@ func TestThinblkConvertStream(t *testing.T) {
 	testutil.MustRun(t, tb, "convert", "-O", "vmdk", "-c", "-o", "subformat=streamOptimized", src, dst+"2")
 	qemuImg(t, "compare", "-f", "qcow2", "-F", "vmdk", src, dst+"2")
 }
+
+// TestStreamFlushMidGrain: a Flush in the middle of a grain leaves a
+// complete disk, later writes to the same grain still work, and a grain
+// that becomes all zeros after a Flush disappears (the stale provisional
+// footer is cut off).
+func TestStreamFlushMidGrain(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "f.vmdk")
+	if err := image.Create(name, "vmdk", image.CreateOptions{Size: 1 << 20, Options: streamOpts}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := image.Open(name, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(d.Pwrite(bytes.Repeat([]byte{1}, 4096), 0, 0))
+	must(d.Flush())
+	// The file is complete now: qemu-img reads the first 4 KiB.
+	mid := filepath.Join(dir, "mid.raw")
+	qemuImg(t, "convert", "-U", "-f", "vmdk", "-O", "raw", name, mid)
+	if b, err := os.ReadFile(mid); err != nil || b[0] != 1 || b[4095] != 1 || b[4096] != 0 {
+		t.Fatalf("disk after a mid-grain flush: %v", err)
+	}
+	must(d.Pwrite(bytes.Repeat([]byte{2}, 4096), 4096, 0)) // same grain
+	must(d.Flush())
+	must(d.Pwrite(bytes.Repeat([]byte{3}, 10), 128<<10, 0))
+	must(d.Flush())
+	must(d.WriteZeroes(128<<10, 10, 0)) // the buffered grain becomes zero
+	must(d.Close())
+	model := make([]byte, 1<<20)
+	copy(model, bytes.Repeat([]byte{1}, 4096))
+	copy(model[4096:], bytes.Repeat([]byte{2}, 4096))
+	ref := filepath.Join(dir, "model.raw")
+	must(os.WriteFile(ref, model, 0o644))
+	qemuImg(t, "check", "-f", "vmdk", name)
+	qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", name, ref)
+	compareWithQemu(t, name, 64<<10, false)
+}
