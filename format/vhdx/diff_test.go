@@ -167,7 +167,7 @@ func TestDirtyLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s, ok := info.Specific.(*Specific); !ok || !s.LogDirty {
+	if s, ok := info.Specific.(*Specific); !ok || s.Log != "dirty, not replayed" {
 		t.Fatalf("specific %+v", info.Specific)
 	}
 	// The older header (sequence 1) is ignored: a corrupt newer one makes

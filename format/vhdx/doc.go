@@ -33,9 +33,15 @@
 //
 // An image whose header names a log (a non-zero LogGuid) was not closed
 // cleanly: its metadata may be stale until the log is replayed. thinblk
-// does not replay logs; it refuses such an image with an error saying so,
-// unless the image is opened read-only with the option ignore-log=on (the
-// metadata is then read as it is on disk, which may be out of date).
+// never writes a replay into the file. Such an image is refused with an
+// error saying so, unless it is opened read-only with one of the options:
+//
+//   - replay-log=on: the log's active sequence (the valid entry with the
+//     highest sequence number and the chain of entries from its tail) is
+//     replayed in memory, over a read-only view of the file, before the
+//     region table, metadata and BAT are read;
+//   - ignore-log=on: the metadata is read as it is on disk, which may be
+//     out of date.
 //
 // # Writing
 //

@@ -13,13 +13,13 @@ import (
 
 var (
 	templatesOnce sync.Once
-	templates     [2][]byte // dynamic, differencing
+	templates     [3][]byte // dynamic, differencing, dirty log
 )
 
 // fuzzTemplates builds two small valid images (a VHDX is at least 4 MiB,
 // too big to mutate byte by byte): a dynamic one with a fully present and
 // a zero block, and a differencing one with a partially present block.
-func fuzzTemplates(t testing.TB) [2][]byte {
+func fuzzTemplates(t testing.TB) [3][]byte {
 	templatesOnce.Do(func() {
 		data := make([]byte, mib)
 		for i := range data {
@@ -41,6 +41,18 @@ func fuzzTemplates(t testing.TB) [2][]byte {
 		b, at = appendBlock(b, bitmap)
 		setEntry(b, batOff, g.bitmapIndex(0), makeEntry(bitmapPresent, at))
 		templates[1] = b
+
+		// A dirty log whose entry maps block 1 (replay-log reads it).
+		b, g, batOff = buildImage(t, CreateParams{Size: 2 << 20, BlockSize: mib, LogSize: mib, Subformat: "dynamic"})
+		b, at = appendBlock(b, data)
+		batPage := append([]byte(nil), b[batOff:batOff+logSector]...)
+		binary.LittleEndian.PutUint64(batPage[g.payloadIndex(1)*8:], makeEntry(payloadFullyPresent, at))
+		logGUID := mustGUID("0a0b0c0d-1111-2222-3333-444455556666")
+		copy(b[mib:], buildLogEntry(2, 0, logGUID, int64(len(b)), []testLogOp{{off: batOff, page: batPage}, {off: at, zero: 8192}}))
+		h, _ := parseHeader(b[header2Offset:])
+		h.LogGUID, h.SequenceNumber = logGUID, 9
+		copy(b[header2Offset:], h.encode())
+		templates[2] = b
 	})
 	return templates
 }
@@ -61,8 +73,8 @@ func fixCRCs(b []byte) {
 
 // fuzzImage turns a fuzz input into an image: flag bit 2 uses the rest of
 // the input as the file; otherwise the rest is a list of patches (3-byte
-// offset, 1-byte length, bytes) on template (flag bit 0), with CRCs fixed
-// afterwards when flag bit 1 is set.
+// offset, 1-byte length, bytes) on template (flag bits 0-1), with CRCs fixed
+// afterwards when flag bit 4 is set.
 func fuzzImage(t testing.TB, in []byte) []byte {
 	if len(in) == 0 {
 		return nil
@@ -71,7 +83,7 @@ func fuzzImage(t testing.TB, in []byte) []byte {
 	if flags&4 != 0 {
 		return in
 	}
-	b := append([]byte(nil), fuzzTemplates(t)[flags&1]...)
+	b := append([]byte(nil), fuzzTemplates(t)[int(flags&3)%3]...)
 	for len(in) >= 4 {
 		off := int(in[0])<<16 | int(in[1])<<8 | int(in[2])
 		off = off * 8 % len(b) // spread over the whole template, 8-byte aligned
@@ -79,7 +91,7 @@ func fuzzImage(t testing.TB, in []byte) []byte {
 		copy(b[off:], in[4:4+n])
 		in = in[4+n:]
 	}
-	if flags&2 != 0 {
+	if flags&16 != 0 {
 		fixCRCs(b)
 	}
 	return b
@@ -93,7 +105,10 @@ func exercise(t *testing.T, b []byte) {
 		t.Fatal(err)
 	}
 	noParent := func(string, string) (block.Driver, error) { return nil, errors.New("no parent in a fuzz test") }
-	img, err := Open(node, image.FormatOpen{Name: "fuzz", ReadOnly: true, OpenBacking: noParent, Options: map[string]string{"ignore-log": "on"}})
+	img, err := Open(node, image.FormatOpen{Name: "fuzz", ReadOnly: true, OpenBacking: noParent, Options: map[string]string{"replay-log": "on"}})
+	if err != nil {
+		img, err = Open(node, image.FormatOpen{Name: "fuzz", ReadOnly: true, OpenBacking: noParent, Options: map[string]string{"ignore-log": "on"}})
+	}
 	if err != nil {
 		if img, err = Open(node, image.FormatOpen{Name: "fuzz", ReadOnly: true, NoBacking: true}); err != nil {
 			return
@@ -131,10 +146,12 @@ func FuzzOpen(f *testing.F) {
 	}
 	f.Add([]byte{0})
 	f.Add([]byte{1})
+	f.Add([]byte{2})
 	f.Add([]byte{4, 'v', 'h', 'd', 'x', 'f', 'i', 'l', 'e'})
-	f.Add(append([]byte{2}, patch(region1Offset+16+24, le32(0xfff00000))...))            // huge BAT region
-	f.Add(append([]byte{2}, patch(region1Offset+8, le32(5000))...))                      // many regions
-	f.Add(append([]byte{3}, patch(header1Offset+48, []byte{1, 2, 3, 4, 5, 6, 7, 8})...)) // a log
+	f.Add(append([]byte{16}, patch(region1Offset+16+24, le32(0xfff00000))...))            // huge BAT region
+	f.Add(append([]byte{16}, patch(region1Offset+8, le32(5000))...))                      // many regions
+	f.Add(append([]byte{17}, patch(header1Offset+48, []byte{1, 2, 3, 4, 5, 6, 7, 8})...)) // a log
+	f.Add(append([]byte{18}, patch(mib+8, le32(1<<30))...))                              // huge log entry
 	f.Fuzz(func(t *testing.T, in []byte) {
 		exercise(t, fuzzImage(t, in))
 	})

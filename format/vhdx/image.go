@@ -40,7 +40,7 @@ type Image struct {
 	batStart      int64 // file offset of the BAT
 	size          int64
 	readOnly      bool
-	logDirty      bool // opened read-only with ignore-log=on over a dirty log
+	logState      string // "" (clean), "replayed in memory" or "dirty, not replayed"
 
 	// batMu guards bat; allocMu serializes allocating writes, fileEnd and
 	// the header update.
@@ -63,20 +63,26 @@ var (
 // Open opens the VHDX image stored in file. On success the image owns file
 // (and the parent); on failure the caller closes file.
 //
-// Options: "ignore-log" (on/off): open an image with a dirty log read-only
-// without replaying it.
+// Options, for an image with a log to replay (not closed cleanly), which is
+// otherwise refused: "replay-log=on" replays the log in memory over a
+// read-only image (the file is not changed); "ignore-log=on" opens it
+// read-only as it is on disk.
 func Open(file block.Driver, o image.FormatOpen) (*Image, error) {
-	ignoreLog := false
+	ignoreLog, replay := false, false
 	for _, k := range sortedKeys(o.Options) {
 		switch k {
-		case "ignore-log":
+		case "ignore-log", "replay-log":
 			b, err := parseBool(o.Options[k])
 			if err != nil {
-				return nil, fmt.Errorf("vhdx: %w: ignore-log=%q: %v", block.ErrInvalid, o.Options[k], err)
+				return nil, fmt.Errorf("vhdx: %w: %s=%q: %v", block.ErrInvalid, k, o.Options[k], err)
 			}
-			ignoreLog = b
+			if k == "ignore-log" {
+				ignoreLog = b
+			} else {
+				replay = b
+			}
 		default:
-			return nil, fmt.Errorf("vhdx: %w: unknown option %q (vhdx takes ignore-log)", block.ErrInvalid, k)
+			return nil, fmt.Errorf("vhdx: %w: unknown option %q (vhdx takes replay-log and ignore-log)", block.ErrInvalid, k)
 		}
 	}
 	fileSize := file.Size()
@@ -96,11 +102,21 @@ func Open(file block.Driver, o image.FormatOpen) (*Image, error) {
 	}
 	img := &Image{file: file, header: h, headerOffset: hOff, readOnly: o.ReadOnly, fileEnd: fileSize}
 	if !h.LogGUID.IsZero() {
-		if !ignoreLog || !o.ReadOnly {
-			return nil, fmt.Errorf("vhdx: %w: the image has a log to replay (it was not closed cleanly; LogGuid %s): thinblk does not replay VHDX logs; open it read-only with -o ignore-log=on to read the possibly stale metadata, or let Hyper-V or qemu-img check -r all replay it",
+		switch {
+		case replay && o.ReadOnly:
+			writes, err := replayLog(file, h)
+			if err != nil {
+				return nil, err
+			}
+			file = newReplayedFile(file, writes)
+			img.file = file
+			img.logState = "replayed in memory"
+		case ignoreLog && o.ReadOnly:
+			img.logState = "dirty, not replayed"
+		default:
+			return nil, fmt.Errorf("vhdx: %w: the image has a log to replay (it was not closed cleanly; LogGuid %s): thinblk does not write the replay into the file; open it read-only with -o replay-log=on to read it as replayed (in memory), or with -o ignore-log=on to read the possibly stale metadata, or let Hyper-V or qemu-img check -r all replay it",
 				block.ErrNotSupported, h.LogGUID)
 		}
-		img.logDirty = true
 	}
 	batRegion, metaRegion, err := readRegions(file)
 	if err != nil {

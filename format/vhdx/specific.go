@@ -11,7 +11,7 @@ type Specific struct {
 	BlockSize          int64  `json:"block-size"`
 	LogicalSectorSize  int64  `json:"logical-sector-size"`
 	PhysicalSectorSize int64  `json:"physical-sector-size"`
-	LogDirty           bool   `json:"log-dirty"`
+	Log                string `json:"log,omitempty"` // "replayed in memory" or "dirty, not replayed"
 	Parent             string `json:"parent,omitempty"`
 	ParentLinkage      string `json:"parent-linkage,omitempty"`
 }
@@ -23,7 +23,7 @@ func (img *Image) Specific() *Specific {
 		BlockSize:          img.geo.blockSize,
 		LogicalSectorSize:  int64(img.meta.LogicalSectorSize),
 		PhysicalSectorSize: int64(img.meta.PhysicalSectorSize),
-		LogDirty:           img.logDirty,
+		Log:                img.logState,
 		Parent:             img.parentName,
 	}
 	if img.meta.ParentLocator != nil {
@@ -45,8 +45,8 @@ func (s *Specific) HumanFields() [][2]string {
 		{"logical sector size", strconv.FormatInt(s.LogicalSectorSize, 10)},
 		{"physical sector size", strconv.FormatInt(s.PhysicalSectorSize, 10)},
 	}
-	if s.LogDirty {
-		f = append(f, [2]string{"log", "dirty (not replayed)"})
+	if s.Log != "" {
+		f = append(f, [2]string{"log", s.Log})
 	}
 	if s.Parent != "" {
 		f = append(f, [2]string{"parent", s.Parent})
