@@ -151,7 +151,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add(append([]byte{16}, patch(region1Offset+16+24, le32(0xfff00000))...))            // huge BAT region
 	f.Add(append([]byte{16}, patch(region1Offset+8, le32(5000))...))                      // many regions
 	f.Add(append([]byte{17}, patch(header1Offset+48, []byte{1, 2, 3, 4, 5, 6, 7, 8})...)) // a log
-	f.Add(append([]byte{18}, patch(mib+8, le32(1<<30))...))                              // huge log entry
+	f.Add(append([]byte{18}, patch(mib+8, le32(1<<30))...))                               // huge log entry
 	f.Fuzz(func(t *testing.T, in []byte) {
 		exercise(t, fuzzImage(t, in))
 	})
