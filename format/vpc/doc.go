@@ -6,7 +6,8 @@
 //
 //   - fixed: the guest bytes followed by a 512-byte footer. Read and
 //     written in place (the image is writable when opened read-write).
-//     Created by [Create] with -o subformat=fixed (the default here), and
+//     Created by [Create] with -o subformat=fixed (the default here, where
+//     qemu-img's default is dynamic, which thinblk does not write), and
 //     with force_size=on the footer records the exact requested size (what
 //     Azure asks for: a size aligned to 1 MiB) instead of rounding it up to
 //     a CHS geometry.
@@ -14,7 +15,10 @@
 //     allocation table (BAT) of big-endian 32-bit sector offsets
 //     (0xFFFFFFFF = not allocated) and data blocks, each preceded by a
 //     sector bitmap. A sector is present only if its bitmap bit is set
-//     (most significant bit first); other sectors read as zeros. Read-only.
+//     (most significant bit first); other sectors read as zeros, as the
+//     specification says (Windows and QEMU read the block's bytes whatever
+//     the bitmap says; writers that set every bit of an allocated block,
+//     QEMU among them, read the same either way). Read-only.
 //   - differencing: a dynamic image whose absent sectors come from a
 //     parent image, named by parent locators (platform codes W2ru, W2ku,
 //     MacX, and the parent's Unicode name). Read-only; the parent is opened
