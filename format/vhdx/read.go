@@ -150,7 +150,7 @@ func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 	}
 	var first run
 	var total int64
-	for total < n {
+	for runs := 0; total < n && runs < maxMergedRuns; runs++ {
 		r, err := img.lookup(off+total, n-total)
 		if err != nil {
 			return block.Extent{}, &block.OpError{Op: "block-status", Node: "vhdx", Off: off, Len: n, Err: err}
@@ -180,3 +180,8 @@ func (img *Image) check(op string, off, n int64) error {
 	}
 	return nil
 }
+
+// maxMergedRuns bounds the block lookups one BlockStatus call merges, so
+// that a call on a huge, mostly empty image returns in bounded time (the
+// caller asks again from the end of the run).
+const maxMergedRuns = 1 << 16

@@ -128,7 +128,7 @@ func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 	// Merge consecutive runs of the same kind (up to n bytes).
 	var first run
 	var total int64
-	for total < n {
+	for runs := 0; total < n && runs < maxMergedRuns; runs++ {
 		r, err := img.lookup(off+total, n-total)
 		if err != nil {
 			return block.Extent{}, &block.OpError{Op: "block-status", Node: "vpc", Off: off, Len: n, Err: err}
@@ -195,3 +195,8 @@ func (img *Image) WriteZeroes(off, n int64, flags block.Flags) error {
 	}
 	return img.file.WriteZeroes(off, n, flags)
 }
+
+// maxMergedRuns bounds the block lookups one BlockStatus call merges, so
+// that a call on a huge, mostly empty image returns in bounded time (the
+// caller asks again from the end of the run).
+const maxMergedRuns = 1 << 16
