@@ -22,7 +22,8 @@ type CreateParams struct {
 	// parent, when set, makes a differencing image whose locator's
 	// relative_path is parent (tests build differencing images with it;
 	// Create refuses -b because thinblk does not write them).
-	parent string
+	parent        string
+	parentLinkage string // the parent's DataWriteGuid, "{...}"
 }
 
 // ParseCreateOptions reads subformat, block_size, log_size and
@@ -167,7 +168,7 @@ func layout(p CreateParams) ([]write, int64) {
 	items := []item{{metaFileParameters, fp, 4}, {metaVirtualDiskSize, vs, 6}, {metaVirtualDiskID, diskID, 6}, {metaLogicalSector, ls, 6}, {metaPhysicalSector, ps, 6}}
 	if meta.HasParent {
 		items = append(items, item{metaParentLocator, encodeParentLocator(map[string]string{
-			"parent_linkage": "{00000000-0000-0000-0000-000000000000}",
+			"parent_linkage": p.parentLinkage,
 			"relative_path":  p.parent,
 		}), 4})
 	}

@@ -62,7 +62,10 @@ func TestDifferencing(t *testing.T) {
 	runCmd(t, "qemu-io", "-f", "vhdx", "-c", "write -P 0x77 0 8M", parent)
 	want := qemuRaw(t, parent, "vhdx")
 
-	b, g, batOff := buildImage(t, CreateParams{Size: size, BlockSize: bs, LogSize: mib, Subformat: "dynamic", parent: `.\parent.vhdx`})
+	pimg := openImage(t, parent, "vhdx")
+	pv, _ := block.As[*Image](pimg)
+	linkage := "{" + strings.ToUpper(pv.header.DataWriteGUID.String()) + "}"
+	b, g, batOff := buildImage(t, CreateParams{Size: size, BlockSize: bs, LogSize: mib, Subformat: "dynamic", parent: `.\parent.vhdx`, parentLinkage: linkage})
 	child := map[int64]bool{} // sectors stored in the child
 	// Block 1 fully present.
 	data := make([]byte, bs)
@@ -126,8 +129,18 @@ func TestDifferencing(t *testing.T) {
 	if d.Caps().Write {
 		t.Fatal("a differencing image claims to be writable")
 	}
+	// A parent written after the child was made is refused, unless asked.
+	runCmd(t, "qemu-io", "-f", "vhdx", "-c", "write -P 0x78 0 4k", parent)
+	if _, err := image.Open(name, image.Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "parent_linkage") {
+		t.Fatalf("open over a changed parent: %v", err)
+	}
+	d3, err := image.Open(name, image.Options{ReadOnly: true, Options: map[string]string{"parent-linkage-check": "off"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d3.Close()
 	// The writer refuses it too.
-	rw, err := image.Open(name, image.Options{})
+	rw, err := image.Open(name, image.Options{Options: map[string]string{"parent-linkage-check": "off"}})
 	if err == nil {
 		if err := rw.Pwrite([]byte{1}, 0, 0); !errors.Is(err, block.ErrReadOnly) {
 			t.Fatalf("write to a differencing image: %v", err)

@@ -49,8 +49,9 @@ type Image struct {
 	allocMu sync.Mutex
 	fileEnd int64
 
-	backing    block.Driver
-	parentName string
+	backing     block.Driver
+	parentName  string
+	skipLinkage bool // parent-linkage-check=off
 }
 
 var (
@@ -66,23 +67,28 @@ var (
 // Options, for an image with a log to replay (not closed cleanly), which is
 // otherwise refused: "replay-log=on" replays the log in memory over a
 // read-only image (the file is not changed); "ignore-log=on" opens it
-// read-only as it is on disk.
+// read-only as it is on disk. "parent-linkage-check=off" opens a
+// differencing image over a parent whose DataWriteGuid is not the one the
+// child recorded.
 func Open(file block.Driver, o image.FormatOpen) (*Image, error) {
-	ignoreLog, replay := false, false
+	ignoreLog, replay, linkageCheck := false, false, true
 	for _, k := range sortedKeys(o.Options) {
 		switch k {
-		case "ignore-log", "replay-log":
+		case "ignore-log", "replay-log", "parent-linkage-check":
 			b, err := parseBool(o.Options[k])
 			if err != nil {
 				return nil, fmt.Errorf("vhdx: %w: %s=%q: %v", block.ErrInvalid, k, o.Options[k], err)
 			}
-			if k == "ignore-log" {
+			switch k {
+			case "ignore-log":
 				ignoreLog = b
-			} else {
+			case "replay-log":
 				replay = b
+			default:
+				linkageCheck = b
 			}
 		default:
-			return nil, fmt.Errorf("vhdx: %w: unknown option %q (vhdx takes replay-log and ignore-log)", block.ErrInvalid, k)
+			return nil, fmt.Errorf("vhdx: %w: unknown option %q (vhdx takes replay-log, ignore-log and parent-linkage-check)", block.ErrInvalid, k)
 		}
 	}
 	fileSize := file.Size()
@@ -100,7 +106,7 @@ func Open(file block.Driver, o image.FormatOpen) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img := &Image{file: file, header: h, headerOffset: hOff, readOnly: o.ReadOnly, fileEnd: fileSize}
+	img := &Image{file: file, header: h, headerOffset: hOff, readOnly: o.ReadOnly, fileEnd: fileSize, skipLinkage: !linkageCheck}
 	if !h.LogGUID.IsZero() {
 		switch {
 		case replay && o.ReadOnly:

@@ -102,14 +102,15 @@ func (img *Image) allocate(blockIndex, inBlock int64, data []byte) error {
 	}
 	host := roundUp(max(img.fileEnd, img.file.Size()), mib)
 	end := host + g.blockSize
-	if err := img.file.Pwrite(data, host+inBlock, 0); err != nil {
-		return err
-	}
 	if host+inBlock+int64(len(data)) < end {
-		// Grow the file over the whole block; the hole reads as zeros.
+		// Grow the file over the whole block first (the hole reads as
+		// zeros); the data, written next, may end inside this last sector.
 		if err := img.file.Pwrite(make([]byte, 512), end-512, 0); err != nil {
 			return err
 		}
+	}
+	if err := img.file.Pwrite(data, host+inBlock, 0); err != nil {
+		return err
 	}
 	ne := makeEntry(payloadFullyPresent, host)
 	var b [8]byte
