@@ -32,25 +32,37 @@ func (img *Image) lookupLocked(vc int64, n int64) ([]mapping, error) {
 		return nil, err
 	}
 	for i := range n {
-		p := (first + i) * img.l2EntrySize
-		raw := binary.BigEndian.Uint64(tbl[p:])
-		var bitmap uint64
-		if img.format.extended {
-			bitmap = binary.BigEndian.Uint64(tbl[p+8:])
-		}
-		m, err := img.format.decode(raw, bitmap)
+		m, err := img.entryLocked(tbl, first+i, vc+i)
 		if err != nil {
-			return nil, fmt.Errorf("guest cluster %d: %w", vc+i, err)
-		}
-		if m.host != 0 && m.host >= img.file.Size() && m.alloc != 0 {
-			return nil, corruptf("guest cluster %d maps to 0x%x past end of file", vc+i, m.host)
-		}
-		if m.host != 0 && img.overlapsMetadataLocked(m.host) {
-			return nil, corruptf("guest cluster %d maps to 0x%x, which holds image metadata", vc+i, m.host)
+			return nil, err
 		}
 		out[i] = m
 	}
 	return out, nil
+}
+
+// entryLocked decodes entry index of the L2 table tbl (which describes
+// guest cluster vc) and checks it against the file and the metadata.
+//
+// Preconditions: img.mu held; tbl came from img.l2Cache under this hold.
+func (img *Image) entryLocked(tbl []byte, index, vc int64) (mapping, error) {
+	p := index * img.l2EntrySize
+	raw := binary.BigEndian.Uint64(tbl[p:])
+	var bitmap uint64
+	if img.format.extended {
+		bitmap = binary.BigEndian.Uint64(tbl[p+8:])
+	}
+	m, err := img.format.decode(raw, bitmap)
+	if err != nil {
+		return m, fmt.Errorf("guest cluster %d: %w", vc, err)
+	}
+	if m.host != 0 && m.host >= img.file.Size() && m.alloc != 0 {
+		return m, corruptf("guest cluster %d maps to 0x%x past end of file", vc, m.host)
+	}
+	if m.host != 0 && img.overlapsMetadataLocked(m.host) {
+		return m, corruptf("guest cluster %d maps to 0x%x, which holds image metadata", vc, m.host)
+	}
+	return m, nil
 }
 
 // l2ForWriteLocked returns the offset of the L2 table for l1Index, ready to

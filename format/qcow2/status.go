@@ -8,7 +8,12 @@ import "github.com/thinblk/thinblk/block"
 // Zero|Allocated with the host offset for zero units that keep their host
 // cluster (anchored), Zero for zero units without one, and no bits for
 // unallocated units (read from the backing chain). Consecutive units with
-// the same status (and contiguous host offsets) are merged.
+// the same status (and contiguous host offsets) are merged, across L2
+// tables: one call answers a whole run of equal clusters, however long.
+//
+// The L2 entries are decoded in place in the cached tables; a call
+// allocates nothing. It holds the metadata lock for the walk, so it may
+// run concurrently with anything.
 func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 	size := img.Size()
 	if err := block.CheckRange(off, n, size); err != nil || n == 0 {
@@ -19,26 +24,74 @@ func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 	}
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	ext, err := img.statusLocked(off, off+n)
+	if err != nil {
+		return block.Extent{}, img.opError("block-status", off, n, err)
+	}
+	return ext, nil
+}
+
+// statusLocked is BlockStatus for [off, end).
+//
+// Preconditions: img.mu held; 0 <= off < end <= size.
+func (img *Image) statusLocked(off, end int64) (block.Extent, error) {
 	ext := block.Extent{Off: off, HostOffset: -1}
 	first := true
-	end := off + n
+	// add extends ext by [off, off+c) of status st at host offset host
+	// (-1 when none), or reports false when the run ends before it.
+	add := func(st block.Status, host, c int64) bool {
+		if first {
+			ext.Status, ext.HostOffset, first = st, host, false
+		} else if st != ext.Status || (ext.HostOffset >= 0) != (host >= 0) ||
+			(host >= 0 && host != ext.HostOffset+ext.Len) {
+			return false
+		}
+		ext.Len += c
+		return true
+	}
 	for off < end {
 		vc := off >> img.clusterBits
-		ms, err := img.lookupLocked(vc, ((end-1)>>img.clusterBits)-vc+1)
-		if err != nil {
-			return block.Extent{}, img.opError("block-status", off, n, err)
+		l1Index := vc / img.l2Entries
+		index := vc % img.l2Entries
+		// Guest bytes this L2 table describes from off.
+		tableEnd := min(end, (l1Index+1)*img.l2Entries<<img.clusterBits)
+		var l2Off int64
+		if l1Index < int64(len(img.l1)) {
+			l2Off = int64(img.l1[l1Index] & entryOffsetMask)
 		}
-		for i, m := range ms {
-			cstart := (vc + int64(i)) << img.clusterBits
-			for off < end && off < cstart+img.clusterSize {
+		if l2Off == 0 {
+			// No L2 table: every cluster is unallocated.
+			if !add(0, -1, tableEnd-off) {
+				return ext, nil
+			}
+			off = tableEnd
+			continue
+		}
+		tbl, err := img.l2Cache.get(l2Off)
+		if err != nil {
+			return block.Extent{}, err
+		}
+		for ; off < tableEnd; index, vc = index+1, vc+1 {
+			m, err := img.entryLocked(tbl, index, vc)
+			if err != nil {
+				return block.Extent{}, err
+			}
+			cstart := vc << img.clusterBits
+			cend := min(tableEnd, cstart+img.clusterSize)
+			if m.compressed {
+				if !add(block.Data|block.Allocated|block.Compressed, -1, cend-off) {
+					return ext, nil
+				}
+				off = cend
+				continue
+			}
+			for off < cend {
 				inCluster := off - cstart
 				u := inCluster / img.unitSize
-				c := min(end-off, (u+1)*img.unitSize-inCluster)
+				c := min(cend-off, (u+1)*img.unitSize-inCluster)
 				var st block.Status
 				host := int64(-1)
 				switch {
-				case m.compressed:
-					st = block.Data | block.Allocated | block.Compressed
 				case m.alloc&(1<<u) != 0:
 					st, host = block.Data|block.Allocated, m.host+inCluster
 				case m.zero&(1<<u) != 0:
@@ -47,13 +100,9 @@ func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 						st, host = block.Zero|block.Allocated, m.host+inCluster
 					}
 				}
-				if first {
-					ext.Status, ext.HostOffset, first = st, host, false
-				} else if st != ext.Status || (ext.HostOffset >= 0) != (host >= 0) ||
-					(host >= 0 && host != ext.HostOffset+ext.Len) {
+				if !add(st, host, c) {
 					return ext, nil
 				}
-				ext.Len += c
 				off += c
 			}
 		}
