@@ -32,13 +32,25 @@ func (img *Image) Pwrite(p []byte, off int64, flags block.Flags) error {
 	return img.opError("pwrite", off, n, err)
 }
 
-// writeLocked writes p at off, cluster by cluster.
+// writeLocked writes p at off. Runs of whole clusters go out as one
+// pwrite each (see writeRun); partial clusters, and whole clusters that
+// need copy-on-write, go cluster by cluster.
 //
 // Preconditions: the guest clusters of the range are locked exclusive.
 func (img *Image) writeLocked(p []byte, off int64) error {
 	for len(p) > 0 {
 		vc := off >> img.clusterBits
 		inCluster := off - vc<<img.clusterBits
+		if inCluster == 0 && int64(len(p)) >= img.clusterSize {
+			done, err := img.writeRun(vc, p[:int64(len(p))>>img.clusterBits<<img.clusterBits])
+			if err != nil {
+				return err
+			}
+			if done > 0 {
+				p, off = p[done:], off+done
+				continue
+			}
+		}
 		c := min(int64(len(p)), img.clusterSize-inCluster)
 		if err := img.writeCluster(vc, p[:c], inCluster); err != nil {
 			return err
@@ -231,4 +243,95 @@ func (img *Image) zeroHostRange(from, to int64) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// runKind classifies a whole-cluster write for writeRun.
+type runKind uint8
+
+const (
+	runNone    runKind = iota // needs writeCluster (copy-on-write)
+	runFresh                  // no host cluster: allocate a new one
+	runInPlace                // owned host cluster: overwrite it
+)
+
+// classify says how a whole-cluster write to a cluster mapped by m runs.
+func classify(m mapping) runKind {
+	switch {
+	case m.compressed:
+		return runNone
+	case m.host == 0:
+		return runFresh
+	case m.copied:
+		return runInPlace
+	}
+	return runNone
+}
+
+// writeRun writes the longest prefix of p (whole clusters from guest
+// cluster vc, within one L2 table) whose clusters are all fresh (no host
+// cluster: unallocated, or zero without one) or all owned and contiguous
+// on the host, with one pwrite: fresh clusters get one contiguous
+// allocation and their L2 entries are set together after the data is
+// written. It returns the bytes written, 0 when the first cluster needs
+// copy-on-write (the caller then uses writeCluster).
+//
+// On failure nothing points at newly allocated clusters, which are
+// released; clusters written in place may hold part of the new data, as
+// with any failed write.
+//
+// Preconditions: the guest clusters of the range are locked exclusive;
+// img.mu not held; len(p) is a positive multiple of the cluster size.
+func (img *Image) writeRun(vc int64, p []byte) (int64, error) {
+	cs := img.clusterSize
+	n := min(int64(len(p))>>img.clusterBits, img.l2Entries-vc%img.l2Entries)
+	img.mu.Lock()
+	ms, err := img.lookupLocked(vc, n)
+	if err != nil {
+		img.mu.Unlock()
+		return 0, err
+	}
+	kind := classify(ms[0])
+	if kind == runNone {
+		img.mu.Unlock()
+		return 0, nil
+	}
+	count := int64(1)
+	for count < n && classify(ms[count]) == kind &&
+		(kind == runFresh || ms[count].host == ms[0].host+count*cs) {
+		count++
+	}
+	host := ms[0].host
+	if kind == runFresh {
+		if host, err = img.allocClustersLocked(count); err != nil {
+			img.mu.Unlock()
+			return 0, err
+		}
+	}
+	img.mu.Unlock()
+
+	img.acquireIO()
+	err = img.file.Pwrite(p[:count*cs], host, 0)
+	img.releaseIO()
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if err != nil {
+		if kind == runFresh {
+			for i := range count {
+				_ = img.setRefcountLocked(host>>img.clusterBits+i, 0, 0, 0)
+			}
+		}
+		return 0, err
+	}
+	all := allUnits(img.units)
+	for i := range count {
+		old := ms[i]
+		m := mapping{host: host + i*cs, copied: true, alloc: all}
+		if kind == runInPlace && old.alloc == all && old.zero == 0 {
+			continue // already maps exactly this
+		}
+		if err := img.setMappingLocked(vc+i, m); err != nil {
+			return 0, err
+		}
+	}
+	return count * cs, nil
 }
