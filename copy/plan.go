@@ -101,12 +101,13 @@ func (p *planner) run(ctx context.Context) error {
 	defer close(p.out)
 	for i, src := range p.l.srcs {
 		start := p.l.starts[i]
+		cur := NewStatusCursor(src.Node, src.Base)
 		for pos := int64(0); pos < src.Len; {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			srcOff := src.Off + pos
-			e, err := block.ChainStatus(src.Node, srcOff, min(src.Len-pos, statusWindow), src.Base)
+			e, err := cur.Status(srcOff, min(src.Len-pos, statusWindow))
 			if err != nil {
 				return &block.OpError{Op: "block-status", Node: sourceName(src), Off: srcOff, Len: src.Len - pos, Err: err}
 			}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/copy"
 	"github.com/thinblk/thinblk/image"
 )
 
@@ -157,10 +158,11 @@ func (m *mapper) run(start, maxLength int64) error {
 	} else {
 		m.w.WriteString("Offset          Length          Mapped to       File\n")
 	}
+	cur := copy.NewStatusCursor(top, nil)
 	curr := MapEntry{Start: start}
 	for curr.Start+curr.Length < length {
 		off := curr.Start + curr.Length
-		e, err := block.ChainStatus(top, off, length-off, nil)
+		e, err := cur.Status(off, length-off)
 		if err != nil {
 			return err
 		}
