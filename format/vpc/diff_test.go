@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"unicode/utf16"
 
@@ -41,6 +42,12 @@ func utf16LE(s string) []byte {
 // from scratch, as Virtual PC lays it out: footer copy, dynamic header,
 // BAT, locator data, blocks, footer.
 func buildDynamic(size, blockSize int64, blocks map[int64]testBlock, parentName string, locs []locator) []byte {
+	return buildDynamicID(size, blockSize, blocks, parentName, locs, [16]byte{})
+}
+
+// buildDynamicID is buildDynamic recording parentID as the parent's unique
+// ID.
+func buildDynamicID(size, blockSize int64, blocks map[int64]testBlock, parentName string, locs []locator, parentID [16]byte) []byte {
 	f := fixedFooter(CreateParams{Size: size, ForceSize: true})
 	f.DiskType = diskDynamic
 	if parentName != "" || len(locs) > 0 {
@@ -52,6 +59,7 @@ func buildDynamic(size, blockSize int64, blocks map[int64]testBlock, parentName 
 	h := &DynamicHeader{DataOffset: noDataOffset, TableOffset: footerSize + dynHeaderSize, HeaderVersion: 0x00010000,
 		MaxTableEntries: uint32(entries), BlockSize: uint32(blockSize)}
 	copy(h.Cookie[:], dynCookie)
+	h.ParentUniqueID = parentID
 	u := utf16.Encode([]rune(parentName))
 	for i, c := range u {
 		binary.BigEndian.PutUint16(h.ParentUnicodeRaw[2*i:], c)
@@ -174,6 +182,23 @@ func TestDifferencing(t *testing.T) {
 	d2 := openImage(t, child, "")
 	if i := firstDiff(readAll(t, d2), want); i >= 0 {
 		t.Fatalf("content via the Unicode name differs at byte %d", i)
+	}
+	// The parent's unique ID is checked when the child records one.
+	pv, _ := block.As[*Image](openImage(t, parent, "vpc"))
+	if err := os.WriteFile(child, buildDynamicID(size, bs, blocks, "parent.vhd", locs, pv.footer.UniqueID), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	openImage(t, child, "")
+	if err := os.WriteFile(child, buildDynamicID(size, bs, blocks, "parent.vhd", locs, [16]byte{1}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := image.Open(child, image.Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "unique ID") {
+		t.Fatalf("open over another parent: %v", err)
+	}
+	if d, err := image.Open(child, image.Options{ReadOnly: true, Options: map[string]string{"parent-linkage-check": "off"}}); err != nil {
+		t.Fatalf("open with parent-linkage-check=off: %v", err)
+	} else {
+		d.Close()
 	}
 	// No usable locator: a clear error.
 	if err := os.WriteFile(child, buildDynamic(size, bs, blocks, "gone.vhd", locs[:1]), 0o644); err != nil {

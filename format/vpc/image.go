@@ -42,8 +42,9 @@ type Image struct {
 	bitmapSize int64
 
 	// Differencing images.
-	backing    block.Driver
-	parentName string
+	backing         block.Driver
+	parentName      string
+	skipParentCheck bool // parent-linkage-check=off
 }
 
 var (
@@ -57,26 +58,33 @@ var (
 // (and the parent, if one was opened); on failure the caller closes file.
 //
 // Options: "force_size_calc" ("chs" or "current_size") chooses how the
-// virtual size is computed. Dynamic and differencing images are read-only;
+// virtual size is computed; "parent-linkage-check=off" opens a
+// differencing image over a parent whose unique ID is not the recorded one. Dynamic and differencing images are read-only;
 // a fixed image is writable unless o.ReadOnly.
 func Open(file block.Driver, o image.FormatOpen) (*Image, error) {
-	sizeCalc := ""
+	sizeCalc, parentCheck := "", true
 	for _, k := range sortedKeys(o.Options) {
 		switch k {
+		case "parent-linkage-check":
+			b, err := parseBool(o.Options[k])
+			if err != nil {
+				return nil, fmt.Errorf("vpc: %w: %s=%q: %v", block.ErrInvalid, k, o.Options[k], err)
+			}
+			parentCheck = b
 		case "force_size_calc":
 			sizeCalc = o.Options[k]
 			if sizeCalc != "chs" && sizeCalc != "current_size" {
 				return nil, fmt.Errorf("vpc: %w: force_size_calc=%q (chs or current_size)", block.ErrInvalid, sizeCalc)
 			}
 		default:
-			return nil, fmt.Errorf("vpc: %w: unknown option %q (vpc takes force_size_calc)", block.ErrInvalid, k)
+			return nil, fmt.Errorf("vpc: %w: unknown option %q (vpc takes force_size_calc and parent-linkage-check)", block.ErrInvalid, k)
 		}
 	}
 	fileSize := file.Size()
 	if fileSize < footerSize {
 		return nil, fmt.Errorf("vpc: %w: file of %d bytes is too small for a VHD footer", block.ErrCorrupt, fileSize)
 	}
-	img := &Image{file: file, readOnly: o.ReadOnly}
+	img := &Image{file: file, readOnly: o.ReadOnly, skipParentCheck: !parentCheck}
 	// The footer copy at offset 0 (dynamic images), else the footer at the
 	// end (fixed images, or a dynamic image with a damaged copy).
 	buf := make([]byte, footerSize)

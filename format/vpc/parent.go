@@ -111,11 +111,30 @@ func (img *Image) openParent(openBacking func(name, format string) (block.Driver
 	for _, c := range cands {
 		d, err := openBacking(c.Path, "")
 		if err == nil {
-			img.backing = d
-			img.parentName = c.Path
-			return nil
+			if err = img.checkParentID(d); err == nil {
+				img.backing = d
+				img.parentName = c.Path
+				return nil
+			}
+			d.Close()
 		}
 		errs = append(errs, fmt.Sprintf("%s %q: %v", c.Code, c.Path, err))
 	}
 	return fmt.Errorf("vpc: cannot open the parent image (tried %s)", strings.Join(errs, "; "))
+}
+
+// checkParentID checks that a VHD parent is the image the child was made
+// over: its footer's unique ID must be the dynamic header's parent unique
+// ID. Skipped when the child records no ID (all zeros), for parents that are
+// not VHD images, and with the option parent-linkage-check=off.
+func (img *Image) checkParentID(parent block.Driver) error {
+	if img.skipParentCheck || img.dyn.ParentUniqueID == [16]byte{} {
+		return nil
+	}
+	p, ok := block.As[*Image](parent)
+	if !ok || p.footer.UniqueID == img.dyn.ParentUniqueID {
+		return nil
+	}
+	return fmt.Errorf("vpc: %w: the parent's unique ID %x is not the one the child records (%x): another image, or one recreated since (open with -o parent-linkage-check=off to read anyway)",
+		block.ErrCorrupt, p.footer.UniqueID, img.dyn.ParentUniqueID)
 }
