@@ -49,10 +49,15 @@
 // (subformat, block_size, log_size, block_state_zero). An image opened
 // read-write and not differencing accepts writes: a write to a block that is
 // not allocated appends a whole block at the end of the file (1 MiB
-// aligned), writes the data, then updates the BAT entry in place. The log
-// is never used, so a crash between the data and the BAT update leaks the
-// appended block (the image stays readable). Writes that allocate are
-// serialized; writes into allocated blocks and all reads run in parallel.
+// aligned; the file grows over it first, so its unwritten part reads as
+// zeros) and maps it in the in-memory BAT. Flush (and Close, and a FUA
+// write) flushes the data, then writes the changed BAT pages in place and
+// flushes again, so that the file never maps a block whose data may not be
+// there. The log is not used: a crash loses the blocks allocated since the
+// last flush (their space leaks), never flushed data. The first write after
+// open writes a new header (sequence number, FileWriteGuid, DataWriteGuid)
+// as [MS-VHDX] asks. Writes that allocate are serialized; writes into
+// allocated blocks and all reads run in parallel.
 //
 // # Safety
 //

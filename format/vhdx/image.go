@@ -48,6 +48,9 @@ type Image struct {
 	bat     []uint64
 	allocMu sync.Mutex
 	fileEnd int64
+	// dirtyBAT holds the BAT indexes whose entries changed in memory and
+	// are not yet in the file (guarded by allocMu).
+	dirtyBAT map[int64]bool
 
 	backing     block.Driver
 	parentName  string
@@ -182,14 +185,21 @@ func (img *Image) Flush() error {
 	if img.readOnly {
 		return nil
 	}
-	return img.file.Flush()
+	return img.flushBAT()
 }
 
-// Close closes the parent and the file. It does not flush.
+// Close writes back BAT entries of blocks allocated since the last flush
+// (data first, each step flushed: the image stays consistent), then closes
+// the parent and the file.
 func (img *Image) Close() error {
 	var err error
+	if !img.readOnly {
+		err = img.flushBAT()
+	}
 	if img.backing != nil {
-		err = img.backing.Close()
+		if e := img.backing.Close(); err == nil {
+			err = e
+		}
 	}
 	if e := img.file.Close(); err == nil {
 		err = e

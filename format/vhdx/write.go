@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/thinblk/thinblk/block"
 )
@@ -47,7 +48,7 @@ func (img *Image) Pwrite(p []byte, off int64, flags block.Flags) error {
 		p, off = p[n:], off+n
 	}
 	if flags.Has(block.FUA) {
-		return img.file.Flush()
+		return img.flushBAT()
 	}
 	return nil
 }
@@ -112,17 +113,57 @@ func (img *Image) allocate(blockIndex, inBlock int64, data []byte) error {
 	if err := img.file.Pwrite(data, host+inBlock, 0); err != nil {
 		return err
 	}
-	ne := makeEntry(payloadFullyPresent, host)
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], ne)
-	if err := img.file.Pwrite(b[:], img.batStart+idx*8, 0); err != nil {
-		return err
-	}
 	img.batMu.Lock()
-	img.bat[idx] = ne
+	img.bat[idx] = makeEntry(payloadFullyPresent, host)
 	img.batMu.Unlock()
+	if img.dirtyBAT == nil {
+		img.dirtyBAT = map[int64]bool{}
+	}
+	img.dirtyBAT[idx] = true
 	img.fileEnd = end
 	return nil
+}
+
+// flushBAT makes written data durable, then writes the BAT entries of
+// blocks allocated since the last call (whole 4 KiB pages of the table,
+// in order) and flushes again. A crash before the second flush loses the
+// new blocks' mapping (their data was not yet flushed by the caller, so
+// nothing promised is lost); it never leaves an entry that points at
+// unwritten space.
+func (img *Image) flushBAT() error {
+	if err := img.file.Flush(); err != nil {
+		return err
+	}
+	img.allocMu.Lock()
+	defer img.allocMu.Unlock()
+	if len(img.dirtyBAT) == 0 {
+		return nil
+	}
+	const perPage = logSector / 8
+	pages := map[int64]bool{}
+	for idx := range img.dirtyBAT {
+		pages[idx/perPage] = true
+	}
+	order := make([]int64, 0, len(pages))
+	for p := range pages {
+		order = append(order, p)
+	}
+	slices.Sort(order)
+	buf := make([]byte, logSector)
+	for _, p := range order {
+		first := p * perPage
+		n := min(perPage, int64(len(img.bat))-first)
+		img.batMu.RLock()
+		for i := int64(0); i < n; i++ {
+			binary.LittleEndian.PutUint64(buf[i*8:], img.bat[first+i])
+		}
+		img.batMu.RUnlock()
+		if err := img.file.Pwrite(buf[:n*8], img.batStart+first*8, 0); err != nil {
+			return err
+		}
+	}
+	clear(img.dirtyBAT)
+	return img.file.Flush()
 }
 
 func roundUp(v, a int64) int64 { return (v + a - 1) / a * a }
@@ -153,7 +194,7 @@ func (img *Image) WriteZeroes(off, n int64, flags block.Flags) error {
 		off, n = off+c, n-c
 	}
 	if flags.Has(block.FUA) {
-		return img.file.Flush()
+		return img.flushBAT()
 	}
 	return nil
 }

@@ -143,3 +143,45 @@ func TestHeaderUpdatedOnFirstWrite(t *testing.T) {
 			h.SequenceNumber, off, before.SequenceNumber, beforeOff, h.DataWriteGUID != before.DataWriteGUID)
 	}
 }
+
+// TestBATWrittenOnFlush: before Flush the file does not map a new block
+// (a crash leaves it unallocated and the image valid); after Flush it
+// does.
+func TestBATWrittenOnFlush(t *testing.T) {
+	node := mem.NewGrowable(0)
+	if err := CreateOn(node, image.CreateOptions{Size: 8 << 20, Options: map[string]string{"block_size": "1M"}}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Open(node, image.FormatOpen{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("persistent")
+	if err := img.Pwrite(data, 3<<20+100, 0); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() *Image {
+		b := make([]byte, node.Size())
+		if err := node.Pread(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		c, err := openBytes(b, image.FormatOpen{ReadOnly: true})
+		if err != nil {
+			t.Fatalf("crash image does not open: %v", err)
+		}
+		return c
+	}
+	got := make([]byte, len(data))
+	crashed := snapshot()
+	if e, _ := crashed.BlockStatus(3<<20, 1<<20); e.Status.Present() {
+		t.Fatalf("block mapped before flush: %+v", e)
+	}
+	crashed.Close()
+	if err := img.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	flushed := snapshot()
+	if err := flushed.Pread(got, 3<<20+100); err != nil || string(got) != string(data) {
+		t.Fatalf("after flush: %q %v", got, err)
+	}
+}
