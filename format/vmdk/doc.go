@@ -28,18 +28,31 @@
 //
 // # Writing
 //
-// Create makes streamOptimized disks only (what OVA packages and vSphere
-// import take), laid out as VMware writes them: header and descriptor,
+// Create makes monolithicSparse disks (the default, as qemu-img; with a
+// backing file a delta disk over a vmdk parent; zeroed_grain=on allows
+// zeroed-grain entries) and streamOptimized disks (what OVA packages and
+// vSphere import take).
+//
+// A monolithicSparse disk whose grain tables all exist (qemu-img and
+// VMware preallocate them) opens writable: a grain is allocated at the end
+// of the file on its first write, written whole (completed from the parent
+// or zeros), then entered in its grain table, so that a crash may leak a
+// grain but never map stale bytes. Allocations are serialized; reads and
+// writes to allocated grains run concurrently.
+//
+// A streamOptimized disk is written front to back by a sequential writer
+// (see streamWriter), laid out as VMware writes it: header and descriptor,
 // compressed grains behind grain markers, then grain tables, grain
-// directory, footer and end-of-stream marker. Opening such an empty disk
-// writable gives a sequential writer (see streamWriter: writes must come
-// front to back, as `thinblk convert` sends them by default). Every other
-// disk opens read-only.
+// directory, footer and end-of-stream marker. Opening an empty one writable
+// gives the writer; one with grains opens read-only.
+//
+// Every other disk (flat and split subformats, multi-extent descriptors)
+// opens read-only.
 //
 // # Status and limits
 //
-// The reader is read-only: Pwrite, Discard and WriteZeroes return
-// block.ErrReadOnly. BlockStatus reports allocated grains as
+// A read-only disk returns block.ErrReadOnly from Pwrite, Discard and
+// WriteZeroes. BlockStatus reports allocated grains as
 // Data|Allocated with their host offset (Compressed for compressed grains,
 // whose host offset is the grain marker), zeroed grains as Zero, and
 // unallocated grains as neither (so block.ChainStatus asks the parent).

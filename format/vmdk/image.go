@@ -21,6 +21,9 @@ type Image struct {
 	starts  []int64 // starts[i] is the disk offset of extents[i]
 	size    int64
 	parent  block.Driver
+	// w is set when the image is writable (a monolithicSparse file opened
+	// writable); nil for a read-only image.
+	w *writer
 }
 
 var (
@@ -86,8 +89,9 @@ func openDriver(f block.Driver, o image.FormatOpen) (block.Driver, error) {
 // or a text descriptor whose extent files are opened read-only by their
 // names relative to o.Name. On success the image owns file; on failure the
 // caller closes it. A delta disk's parent is opened through o.OpenBacking
-// (as format vmdk) unless o.NoBacking. The image is read-only whatever
-// o.ReadOnly says.
+// (as format vmdk) unless o.NoBacking. Opened writable (not o.ReadOnly
+// over a writable file), a monolithicSparse disk with all its grain tables
+// is writable (see write.go); every other disk is read-only.
 func Open(f block.Driver, o image.FormatOpen) (*Image, error) {
 	img, err := open(f, o)
 	if err != nil {
@@ -127,6 +131,15 @@ func open(f block.Driver, o image.FormatOpen) (*Image, error) {
 			return nil, fmt.Errorf("vmdk: opening parent %q: %w", hint, err)
 		}
 		img.parent = p
+	}
+	if !o.ReadOnly && f.Caps().Write {
+		if _, err := img.enableWrite(); err != nil {
+			img.closeExtents()
+			if img.parent != nil {
+				img.parent.Close()
+			}
+			return nil, err
+		}
 	}
 	return img, nil
 }
@@ -342,24 +355,8 @@ func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 }
 
 func (img *Image) readOnly(op string, off, n int64) error {
-	return &block.OpError{Op: op, Node: img.name, Off: off, Len: n, Err: fmt.Errorf("vmdk: %w: the vmdk driver does not write", block.ErrReadOnly)}
+	return &block.OpError{Op: op, Node: img.name, Off: off, Len: n, Err: fmt.Errorf("vmdk: %w: thinblk writes only monolithicSparse disks and new streamOptimized ones", block.ErrReadOnly)}
 }
-
-// Pwrite fails: the driver is read-only.
-func (img *Image) Pwrite(p []byte, off int64, _ block.Flags) error {
-	return img.readOnly("pwrite", off, int64(len(p)))
-}
-
-// Discard fails: the driver is read-only.
-func (img *Image) Discard(off, n int64, _ block.Flags) error { return img.readOnly("discard", off, n) }
-
-// WriteZeroes fails: the driver is read-only.
-func (img *Image) WriteZeroes(off, n int64, _ block.Flags) error {
-	return img.readOnly("write-zeroes", off, n)
-}
-
-// Flush does nothing: nothing is ever written.
-func (img *Image) Flush() error { return nil }
 
 // Close closes the extent files, the file given to Open and the parent.
 func (img *Image) Close() error {
@@ -372,9 +369,6 @@ func (img *Image) Close() error {
 	}
 	return err
 }
-
-// Caps: read-only, with block status.
-func (img *Image) Caps() block.Caps { return block.Caps{BlockStatus: true} }
 
 // Limits: byte-addressable; a grain is the optimal transfer.
 func (img *Image) Limits() block.Limits {

@@ -173,23 +173,32 @@ func TestParentChain(t *testing.T) {
 	}
 }
 
-// TestReadOnly: the driver refuses writes with block.ErrReadOnly.
+// TestReadOnly: a read-only open, and a writable open of a disk thinblk
+// does not write (monolithicFlat), refuse writes with block.ErrReadOnly.
 func TestReadOnly(t *testing.T) {
-	name := filepath.Join(t.TempDir(), "r.vmdk")
-	qemuImg(t, "create", "-f", "vmdk", name, "1M")
-	d, err := image.Open(name, image.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if d.Caps().Write {
-		t.Fatal("Caps().Write is true")
-	}
-	if err := d.Pwrite(make([]byte, 512), 0, 0); !errors.Is(err, block.ErrReadOnly) {
-		t.Fatalf("Pwrite = %v, want ErrReadOnly", err)
-	}
-	if err := d.WriteZeroes(0, 512, 0); !errors.Is(err, block.ErrReadOnly) {
-		t.Fatalf("WriteZeroes = %v, want ErrReadOnly", err)
+	dir := t.TempDir()
+	sparse := filepath.Join(dir, "r.vmdk")
+	qemuImg(t, "create", "-f", "vmdk", sparse, "1M")
+	flat := filepath.Join(dir, "f.vmdk")
+	qemuImg(t, "create", "-f", "vmdk", "-o", "subformat=monolithicFlat", flat, "1M")
+	for _, c := range []struct {
+		name string
+		o    image.Options
+	}{{sparse, image.Options{ReadOnly: true}}, {flat, image.Options{}}} {
+		d, err := image.Open(c.name, c.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Caps().Write {
+			t.Fatalf("%s: Caps().Write is true", c.name)
+		}
+		if err := d.Pwrite(make([]byte, 512), 0, 0); !errors.Is(err, block.ErrReadOnly) {
+			t.Fatalf("%s: Pwrite = %v, want ErrReadOnly", c.name, err)
+		}
+		if err := d.WriteZeroes(0, 512, 0); !errors.Is(err, block.ErrReadOnly) {
+			t.Fatalf("%s: WriteZeroes = %v, want ErrReadOnly", c.name, err)
+		}
+		d.Close()
 	}
 }
 

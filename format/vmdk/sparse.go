@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/thinblk/thinblk/block"
 )
@@ -37,8 +38,12 @@ type sparseExtent struct {
 	compressed, markers bool
 
 	mu sync.Mutex // guards gts and the decompressed-grain cache
-	// gts caches grain tables by their sector in the file.
+	// gts caches grain tables by their sector in the file. Entries are
+	// read and written atomically (a writer updates them in place).
 	gts map[uint32][]uint32
+	// pinned: every grain table is loaded and never evicted (writable
+	// images, so that updates are never lost to a reload).
+	pinned bool
 	// lastGrain is the host sector of the grain in lastData (0: none).
 	lastGrain uint32
 	lastData  []byte
@@ -128,7 +133,7 @@ func (e *sparseExtent) gte(off int64) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	return gt[(off%e.gtSize)/e.grain], nil
+	return atomic.LoadUint32(&gt[(off%e.gtSize)/e.grain]), nil
 }
 
 // table returns the grain table at gtSector, from the cache or the file.
@@ -148,11 +153,14 @@ func (e *sparseExtent) table(gtSector uint32) ([]uint32, error) {
 		gt[i] = binary.LittleEndian.Uint32(raw[i*4:])
 	}
 	e.mu.Lock()
-	if len(e.gts) >= maxCachedGTs {
+	defer e.mu.Unlock()
+	if cached, ok := e.gts[gtSector]; ok {
+		return cached, nil // loaded meanwhile
+	}
+	if len(e.gts) >= maxCachedGTs && !e.pinned {
 		clear(e.gts)
 	}
 	e.gts[gtSector] = gt
-	e.mu.Unlock()
 	return gt, nil
 }
 
@@ -223,7 +231,7 @@ func (e *sparseExtent) readData(p []byte, off int64) error {
 			}
 		default:
 			host := int64(gte)*sectorSize + off%e.grain
-			if host+chunk > e.fileSize {
+			if host+chunk > e.file.Size() { // the file grows when the image is writable
 				return corruptf("%s: grain at sector %d runs past the end of the file", e.name, gte)
 			}
 			if err := e.file.Pread(p[:chunk], host); err != nil {
@@ -249,7 +257,7 @@ func (e *sparseExtent) readCompressed(p []byte, off int64, gte uint32) error {
 		return nil
 	}
 	e.mu.Unlock()
-	data, err := inflateGrain(e.file, e.fileSize, int64(gte)*sectorSize, e.grain, e.markers)
+	data, err := inflateGrain(e.file, e.file.Size(), int64(gte)*sectorSize, e.grain, e.markers)
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.name, err)
 	}

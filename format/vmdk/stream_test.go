@@ -134,8 +134,8 @@ func TestStreamEmpty(t *testing.T) {
 	}
 	qemuImg(t, "check", name)
 	compareWithQemu(t, name, 64<<10, false)
-	if err := image.Create(name, "vmdk", image.CreateOptions{Size: 1 << 20}); !errors.Is(err, block.ErrNotSupported) {
-		t.Fatalf("create monolithicSparse = %v, want ErrNotSupported", err)
+	if err := image.Create(name, "vmdk", image.CreateOptions{Size: 1 << 20, Options: map[string]string{"subformat": "monolithicFlat"}}); !errors.Is(err, block.ErrNotSupported) {
+		t.Fatalf("create monolithicFlat = %v, want ErrNotSupported", err)
 	}
 }
 
