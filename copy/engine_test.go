@@ -1,6 +1,7 @@
 package copy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand"
@@ -279,8 +280,10 @@ func TestRunCompressed(t *testing.T) {
 }
 
 func TestRunClusterAlignedZeroDetection(t *testing.T) {
-	// A 64 KiB-cluster target: zero detection works in whole clusters, but
-	// only what the source's status calls data is read at all.
+	// A 64 KiB-cluster target: zero detection works in whole clusters, and
+	// data extents grow to whole target clusters (one write per cluster
+	// instead of a partial write that the target must fill), but holes
+	// outside the clusters that hold data are not read.
 	const cluster = 64 << 10
 	const size = 1 << 20
 	src := newFake(size, nil)
@@ -300,13 +303,18 @@ func TestRunClusterAlignedZeroDetection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Written != 3*4096 {
-		// Only the data extents are read and written; holes around them
-		// are not read, and the written zeros are not written.
-		t.Fatalf("wrote %d bytes, want %d", st.Written, 3*4096)
+	if st.Written != 3*cluster {
+		// The three clusters holding data are written whole; the written
+		// zeros are not written.
+		t.Fatalf("wrote %d bytes, want %d", st.Written, 3*cluster)
 	}
-	if st.Read != 3*4096+256<<10 {
-		t.Fatalf("read %d bytes, want %d (data and written zeros only)", st.Read, 3*4096+256<<10)
+	if st.Read != 3*cluster+256<<10 {
+		t.Fatalf("read %d bytes, want %d (data clusters and written zeros only)", st.Read, 3*cluster+256<<10)
+	}
+	got := readAll(t, clustered{c})
+	want := readAll(t, src)
+	if !bytes.Equal(got, want) {
+		t.Fatal("target differs from source")
 	}
 }
 

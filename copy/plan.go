@@ -142,13 +142,17 @@ func sourceName(s Source) string {
 	return s.Name
 }
 
-// emit plans target range [off, off+n) of kind k. In compress mode every
-// target cluster must belong to one item whole: data ranges grow to whole
-// clusters, and the partial clusters at the ends of a zero or skipped range
-// are read as data.
+// emit plans target range [off, off+n) of kind k. When the target has
+// clusters, every target cluster belongs to one item whole: data ranges
+// grow to whole clusters, and the partial clusters at the ends of a zero or
+// skipped range are read as data (as qemu-img convert aligns its requests).
+// Compress mode needs this (a compressed cluster is written whole); for
+// other targets it turns a data extent that ends inside a cluster into one
+// whole-cluster write instead of a partial write now and a second write
+// into the same cluster for the next extent.
 func (p *planner) emit(ctx context.Context, k kind, off, n int64) error {
 	end := off + n
-	if p.s.compressor == nil {
+	if p.s.cluster <= 1 {
 		return p.add(ctx, k, off, end)
 	}
 	c, total := p.s.cluster, p.l.total
