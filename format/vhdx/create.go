@@ -24,6 +24,9 @@ type CreateParams struct {
 	// Create refuses -b because thinblk does not write them).
 	parent        string
 	parentLinkage string // the parent's DataWriteGuid, "{...}"
+	// logicalSector overrides the 512-byte logical sector (tests make
+	// 4 KiB-sector images, as Hyper-V can, with it).
+	logicalSector int64
 }
 
 // ParseCreateOptions reads subformat, block_size, log_size and
@@ -112,6 +115,9 @@ type write struct {
 // layout computes the pieces of a new image and its file size.
 func layout(p CreateParams) ([]write, int64) {
 	meta := &Metadata{BlockSize: uint32(p.BlockSize), VirtualSize: uint64(p.Size), LogicalSectorSize: 512, PhysicalSectorSize: 4096}
+	if p.logicalSector != 0 {
+		meta.LogicalSectorSize = uint32(p.logicalSector)
+	}
 	meta.LeaveAllocated = p.Subformat == "fixed"
 	meta.HasParent = p.parent != ""
 	g := newGeometry(meta)
