@@ -189,11 +189,9 @@ func (img *Image) openDescriptor(o image.FormatOpen) error {
 	if err := img.file.Pread(text, 0); err != nil {
 		return err
 	}
-	// qemu pads a rewritten descriptor file with NULs to a sector.
+	// qemu pads a rewritten descriptor file with NULs to a sector; like
+	// qemu, read the text up to the first NUL.
 	if i := bytes.IndexByte(text, 0); i >= 0 {
-		if len(bytes.Trim(text[i:], "\x00")) != 0 {
-			return corruptf("neither a sparse extent nor a text descriptor")
-		}
 		text = text[:i]
 	}
 	d, err := parseDescriptor(string(text))
@@ -201,7 +199,7 @@ func (img *Image) openDescriptor(o image.FormatOpen) error {
 		return err
 	}
 	if len(d.Extents) == 0 {
-		return corruptf("descriptor has no extents")
+		return corruptf("neither a sparse extent nor a text descriptor with extents")
 	}
 	img.desc = d
 	for _, line := range d.Extents {
