@@ -13,15 +13,15 @@ import (
 // CreateParams are the parsed creation options.
 type CreateParams struct {
 	Size int64
-	// Subformat is "fixed" (the only one thinblk writes).
+	// Subformat is "fixed" or "dynamic".
 	Subformat string
 	// ForceSize records Size exactly in the footer (creator "qem2")
 	// instead of rounding it up to a CHS geometry (creator "qemu").
 	ForceSize bool
 }
 
-// ParseCreateOptions reads qemu-img's vpc options: subformat (fixed;
-// dynamic is refused: thinblk does not write dynamic VHD) and force_size.
+// ParseCreateOptions reads qemu-img's vpc options: subformat (fixed, the
+// default here, or dynamic) and force_size.
 func ParseCreateOptions(o image.CreateOptions) (CreateParams, error) {
 	p := CreateParams{Size: o.Size, Subformat: "fixed"}
 	if o.Backing != "" {
@@ -31,9 +31,10 @@ func ParseCreateOptions(o image.CreateOptions) (CreateParams, error) {
 		v := o.Options[k]
 		switch k {
 		case "subformat":
-			if v != "fixed" {
-				return p, fmt.Errorf("vpc: %w: subformat=%s (thinblk writes fixed VHD only; use -o subformat=fixed)", block.ErrNotSupported, v)
+			if v != "fixed" && v != "dynamic" {
+				return p, fmt.Errorf("vpc: %w: subformat=%s (fixed or dynamic)", block.ErrInvalid, v)
 			}
+			p.Subformat = v
 		case "force_size":
 			b, err := parseBool(v)
 			if err != nil {
@@ -143,28 +144,60 @@ func fixedFooter(p CreateParams) *Footer {
 	return f
 }
 
-// Create makes a new fixed VHD image called name (the registry's Create):
-// a sparse file of the virtual size followed by the footer. Without
+// dynamicBlockSize is the block size of new dynamic images (as qemu-img's
+// and Virtual PC's).
+const dynamicBlockSize = 2 << 20
+
+// layout returns the bytes at offset 0 of a new image for p (nothing for
+// a fixed image), the offset of its footer, and the footer.
+func layout(p CreateParams) (head []byte, footerAt int64, footer []byte) {
+	f := fixedFooter(p)
+	if p.Subformat != "dynamic" {
+		return nil, int64(f.CurrentSize), f.encode()
+	}
+	f.DiskType = diskDynamic
+	f.DataOffset = footerSize
+	entries := (int64(f.CurrentSize) + dynamicBlockSize - 1) / dynamicBlockSize
+	batBytes := (entries*4 + sectorSize - 1) / sectorSize * sectorSize
+	h := &DynamicHeader{DataOffset: noDataOffset, TableOffset: footerSize + dynHeaderSize, HeaderVersion: 0x00010000,
+		MaxTableEntries: uint32(entries), BlockSize: dynamicBlockSize}
+	copy(h.Cookie[:], dynCookie)
+	head = make([]byte, footerSize+dynHeaderSize+batBytes)
+	fb := f.encode()
+	copy(head, fb)
+	copy(head[footerSize:], h.encode())
+	for i := footerSize + dynHeaderSize; i < len(head); i++ {
+		head[i] = 0xff
+	}
+	return head, int64(len(head)), fb
+}
+
+// Create makes a new VHD image called name (the registry's Create). A fixed
+// image is a sparse file of the virtual size followed by the footer; a
+// dynamic one holds its headers, an empty BAT and the footer. Without
 // force_size the size is rounded up to a CHS geometry, as qemu-img does.
 func Create(name string, o image.CreateOptions) error {
 	p, err := ParseCreateOptions(o)
 	if err != nil {
 		return err
 	}
-	f := fixedFooter(p)
-	size := int64(f.CurrentSize)
+	head, footerAt, footer := layout(p)
 	raw, ok := image.Lookup("raw")
 	if !ok || raw.Create == nil {
 		return fmt.Errorf("vpc: %w: the raw format is needed to create files", block.ErrNotSupported)
 	}
-	if err := raw.Create(name, image.CreateOptions{Size: size + footerSize}); err != nil {
+	if err := raw.Create(name, image.CreateOptions{Size: footerAt + footerSize}); err != nil {
 		return err
 	}
 	fh, err := os.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
-	if _, err := fh.WriteAt(f.encode(), size); err != nil {
+	if _, err := fh.WriteAt(head, 0); err != nil {
+		fh.Close()
+		return err
+	}
+	if _, err := fh.WriteAt(footer, footerAt); err != nil {
 		fh.Close()
 		return err
 	}
@@ -175,15 +208,20 @@ func Create(name string, o image.CreateOptions) error {
 	return fh.Close()
 }
 
-// CreateOn writes a new fixed VHD image of p onto node (which must be
-// growable or already large enough): only the footer is written.
+// CreateOn writes a new VHD image of p onto node (which must be growable
+// or already large enough).
 func CreateOn(node block.Driver, o image.CreateOptions) error {
 	p, err := ParseCreateOptions(o)
 	if err != nil {
 		return err
 	}
-	f := fixedFooter(p)
-	if err := node.Pwrite(f.encode(), int64(f.CurrentSize), 0); err != nil {
+	head, footerAt, footer := layout(p)
+	if len(head) > 0 {
+		if err := node.Pwrite(head, 0, 0); err != nil {
+			return err
+		}
+	}
+	if err := node.Pwrite(footer, footerAt, 0); err != nil {
 		return err
 	}
 	return node.Flush()

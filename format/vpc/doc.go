@@ -1,13 +1,14 @@
 // Package vpc reads Microsoft's VHD image format (QEMU's and qemu-img's
 // format name "vpc"), as described by Microsoft's "Virtual Hard Disk Image
-// Format Specification" (version 1.0), and writes fixed VHD images.
+// Format Specification" (version 1.0), and writes fixed and dynamic VHD
+// images.
 //
 // # Subformats
 //
 //   - fixed: the guest bytes followed by a 512-byte footer. Read and
 //     written in place (the image is writable when opened read-write).
 //     Created by [Create] with -o subformat=fixed (the default here, where
-//     qemu-img's default is dynamic, which thinblk does not write), and
+//     qemu-img's default is dynamic), and
 //     with force_size=on the footer records the exact requested size (what
 //     Azure asks for: a size aligned to 1 MiB) instead of rounding it up to
 //     a CHS geometry.
@@ -18,7 +19,10 @@
 //     (most significant bit first); other sectors read as zeros, as the
 //     specification says (Windows and QEMU read the block's bytes whatever
 //     the bitmap says; writers that set every bit of an allocated block,
-//     QEMU among them, read the same either way). Read-only.
+//     QEMU among them, read the same either way). Written as QEMU does:
+//     new 2 MiB blocks are appended with every bitmap bit set (see
+//     write.go for the order of the writes); created with
+//     -o subformat=dynamic.
 //   - differencing: a dynamic image whose absent sectors come from a
 //     parent image, named by parent locators (platform codes W2ru, W2ku,
 //     MacX, and the parent's Unicode name). Read-only; the parent is opened
@@ -50,7 +54,8 @@
 //
 // # Concurrency
 //
-// A dynamic image is immutable once opened and every call may run in
+// Reads and block status run in parallel with anything. A dynamic image
+// serializes the writes that allocate a block; other writes run in
 // parallel. A fixed image passes requests to its file node and is as
 // concurrent as that node.
 package vpc

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
@@ -36,10 +37,15 @@ type Image struct {
 	readOnly bool
 	size     int64 // virtual size in bytes
 
-	// Dynamic and differencing images.
-	bat        []uint32 // sector offsets of the blocks' bitmaps
-	blockSize  int64
-	bitmapSize int64
+	// Dynamic and differencing images. batMu guards bat; allocMu
+	// serializes allocating writes and guards footerOffset and dirtyBAT.
+	batMu        sync.RWMutex
+	bat          []uint32 // sector offsets of the blocks' bitmaps
+	allocMu      sync.Mutex
+	footerOffset int64          // where the footer at the end is
+	dirtyBAT     map[int64]bool // BAT entries changed since the last flush
+	blockSize    int64
+	bitmapSize   int64
 
 	// Differencing images.
 	backing         block.Driver
@@ -139,6 +145,11 @@ func Open(file block.Driver, o image.FormatOpen) (*Image, error) {
 	if err := img.openDynamic(fileSize); err != nil {
 		return nil, err
 	}
+	if f.DiskType == diskDynamic && !o.ReadOnly {
+		if err := img.prepareWrite(fileSize); err != nil {
+			return nil, err
+		}
+	}
 	if f.DiskType == diskDifferencing && !o.NoBacking {
 		if o.OpenBacking == nil {
 			return nil, fmt.Errorf("vpc: %w: differencing image opened without a way to open its parent", block.ErrInvalid)
@@ -205,19 +216,29 @@ func (img *Image) Subformat() string {
 	return "differencing"
 }
 
-// Flush flushes the file of a fixed image; dynamic images are read-only.
+// Flush makes written data durable; in a dynamic image it then writes the
+// BAT entries of new blocks and flushes again.
 func (img *Image) Flush() error {
-	if img.dyn != nil {
+	if img.readOnly {
 		return nil
+	}
+	if img.dyn != nil {
+		return img.flushBAT()
 	}
 	return img.file.Flush()
 }
 
-// Close closes the parent and the file.
+// Close writes back a dynamic image's new BAT entries (as Flush), then
+// closes the parent and the file.
 func (img *Image) Close() error {
 	var err error
+	if img.dyn != nil && !img.readOnly && img.footer.DiskType == diskDynamic {
+		err = img.flushBAT()
+	}
 	if img.backing != nil {
-		err = img.backing.Close()
+		if e := img.backing.Close(); err == nil {
+			err = e
+		}
 	}
 	if e := img.file.Close(); err == nil {
 		err = e
@@ -225,15 +246,21 @@ func (img *Image) Close() error {
 	return err
 }
 
-// Caps: a fixed image has its file's (read-only when opened so); a dynamic
-// image is read-only with block status.
+// Caps: a fixed image has its file's; a dynamic image opened read-write
+// writes, flushes and zeroes as its file does (no discard); both are
+// read-only when opened so, as a differencing image always is.
 func (img *Image) Caps() block.Caps {
-	if img.dyn == nil {
-		c := img.file.Caps()
-		if img.readOnly {
-			c = block.Caps{BlockStatus: c.BlockStatus}
+	fc := img.file.Caps()
+	switch {
+	case img.readOnly:
+		if img.dyn == nil {
+			return block.Caps{BlockStatus: fc.BlockStatus}
 		}
-		return c
+		return block.Caps{BlockStatus: true}
+	case img.dyn == nil:
+		return fc
+	case img.footer.DiskType == diskDynamic:
+		return block.Caps{Write: true, Flush: fc.Flush, WriteZeroes: fc.WriteZeroes, FastZero: fc.FastZero, BlockStatus: true}
 	}
 	return block.Caps{BlockStatus: true}
 }

@@ -20,7 +20,7 @@ func (img *Image) lookup(off, n int64) (run, error) {
 	blockIndex := off / img.blockSize
 	inBlock := off % img.blockSize
 	n = min(n, img.blockSize-inBlock, img.size-off)
-	entry := img.bat[blockIndex] // blockIndex < len(bat): checked at open
+	entry := img.batEntry(blockIndex) // blockIndex < len(bat): checked at open
 	if entry == batUnallocated {
 		return run{length: n}, nil
 	}
@@ -158,13 +158,13 @@ func (img *Image) check(op string, off, n int64) error {
 	return nil
 }
 
-// writable returns an error unless the image is a fixed image opened
-// read-write.
+// writable returns an error unless the image is a fixed or dynamic image
+// opened read-write.
 func (img *Image) writable(op string, off, n int64) error {
-	if img.dyn != nil || img.readOnly {
+	if img.readOnly || (img.dyn != nil && img.footer.DiskType != diskDynamic) {
 		what := "opened read-only"
-		if img.dyn != nil {
-			what = "a " + img.Subformat() + " VHD image is read-only in thinblk"
+		if !img.readOnly {
+			what = "thinblk does not write differencing VHD images"
 		}
 		return &block.OpError{Op: op, Node: "vpc", Off: off, Len: n, Err: fmt.Errorf("%w: %s", block.ErrReadOnly, what)}
 	}
@@ -172,26 +172,38 @@ func (img *Image) writable(op string, off, n int64) error {
 }
 
 // Pwrite writes to a fixed image's file (the footer after the data is never
-// touched).
+// touched), or into a dynamic image's blocks (see write.go).
 func (img *Image) Pwrite(p []byte, off int64, flags block.Flags) error {
 	if err := img.writable("pwrite", off, int64(len(p))); err != nil {
 		return err
 	}
+	if img.dyn != nil {
+		return img.pwriteDynamic(p, off, flags)
+	}
 	return img.file.Pwrite(p, off, flags)
 }
 
-// Discard passes a fixed image's discard to its file.
+// Discard passes a fixed image's discard to its file; it does nothing in a
+// dynamic image (blocks are never freed).
 func (img *Image) Discard(off, n int64, flags block.Flags) error {
 	if err := img.writable("discard", off, n); err != nil {
 		return err
 	}
+	if img.dyn != nil {
+		return nil
+	}
 	return img.file.Discard(off, n, flags)
 }
 
-// WriteZeroes passes a fixed image's request to its file.
+// WriteZeroes passes a fixed image's request to its file; in a dynamic
+// image, unallocated blocks already read as zeros and allocated ones are
+// zeroed by the file.
 func (img *Image) WriteZeroes(off, n int64, flags block.Flags) error {
 	if err := img.writable("write-zeroes", off, n); err != nil {
 		return err
+	}
+	if img.dyn != nil {
+		return img.zeroDynamic(off, n, flags)
 	}
 	return img.file.WriteZeroes(off, n, flags)
 }

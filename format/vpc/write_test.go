@@ -1,6 +1,7 @@
 package vpc
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand"
 	"os"
@@ -18,11 +19,12 @@ func TestCreateSizeLikeQemu(t *testing.T) {
 	testutil.NeedTool(t, "qemu-img")
 	dir := t.TempDir()
 	for _, size := range []int64{512, 1 << 20, 10 << 20, 10000384, 127 << 20, 1 << 30, 3<<30 + 512, 200 << 30, 2000 << 30} {
-		for _, force := range []bool{false, true} {
+		for i, force := range []bool{false, true, false, true} {
+			sub := []string{"fixed", "dynamic"}[i/2]
 			ours := filepath.Join(dir, "ours.vhd")
 			theirs := filepath.Join(dir, "theirs.vhd")
-			o := map[string]string{"subformat": "fixed"}
-			opts := "subformat=fixed"
+			o := map[string]string{"subformat": sub}
+			opts := "subformat=" + sub
 			if force {
 				o["force_size"] = "on"
 				opts += ",force_size=on"
@@ -34,10 +36,10 @@ func TestCreateSizeLikeQemu(t *testing.T) {
 			d := openImage(t, ours, "vpc")
 			want := qemuSize(t, theirs)
 			if d.Size() != want {
-				t.Errorf("size %d force_size=%v: ours %d, qemu-img's %d", size, force, d.Size(), want)
+				t.Errorf("%s size %d force_size=%v: ours %d, qemu-img's %d", sub, size, force, d.Size(), want)
 			}
 			if got := qemuSize(t, ours); got != d.Size() {
-				t.Errorf("size %d force_size=%v: qemu-img reads our image as %d bytes, we as %d", size, force, got, d.Size())
+				t.Errorf("%s size %d force_size=%v: qemu-img reads our image as %d bytes, we as %d", sub, size, force, got, d.Size())
 			}
 			d.Close()
 			os.Remove(ours)
@@ -55,6 +57,60 @@ func qemuSize(t *testing.T, name string) int64 {
 	}
 	fmt.Sscan(string(out[i+len(`"virtual-size": `):]), &size)
 	return size
+}
+
+// TestWriteDynamic writes random data and zeros through a dynamic image
+// we created, and has qemu-img compare it with the model and map it as we
+// do.
+func TestWriteDynamic(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img")
+	rng := rand.New(rand.NewSource(testutil.Seed(t)))
+	dir := t.TempDir()
+	name := filepath.Join(dir, "w.vhd")
+	const size = 24 << 20
+	if err := image.Create(name, "vpc", image.CreateOptions{Size: size, Options: map[string]string{"subformat": "dynamic", "force_size": "on"}}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := image.Open(name, image.Options{Format: "vpc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	for i := 0; i < 30; i++ {
+		n := 1 + rng.Int63n(1<<20)
+		off := rng.Int63n(size - n + 1)
+		if rng.Intn(5) == 0 {
+			if err := d.WriteZeroes(off, n, 0); err != nil {
+				t.Fatal(err)
+			}
+			clear(model[off : off+n])
+			continue
+		}
+		p := make([]byte, n)
+		rng.Read(p)
+		if err := d.Pwrite(p, off, 0); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(dir, "model.raw")
+	if err := os.WriteFile(ref, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", name, ref)
+	r := openImage(t, name, "")
+	if got, want := ourMap(t, r), qemuMap(t, name, "vpc"); !equalSpans(got, want) {
+		t.Fatalf("map differs:\n ours %v\n qemu %v", got, want)
+	}
+	// qemu-img writes into our image, and we read what it wrote.
+	runCmd(t, "qemu-io", "-f", "vpc", "-c", "write -P 0x99 20M 3M", name)
+	copy(model[20<<20:23<<20], bytes.Repeat([]byte{0x99}, 3<<20))
+	if i := firstDiff(readAll(t, openImage(t, name, "")), model); i >= 0 {
+		t.Fatalf("after qemu-io's write content differs at %d", i)
+	}
 }
 
 // TestWriteFixed writes random data through a fixed image we created and
