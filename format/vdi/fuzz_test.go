@@ -1,6 +1,7 @@
 package vdi
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -96,23 +97,22 @@ func TestCorruptHeaders(t *testing.T) {
 		return b
 	}
 	cases := map[string][]byte{
-		"truncated":            good[:0x100],
-		"bad signature":        patch(0x40, 0x12345678),
-		"version 1.0":          patch(0x44, 0x00010000),
-		"differencing":         patch(0x4c, 4),
-		"sector size 4096":     patch(0x168, 4096),
-		"block size 0":         patch(0x178, 0),
-		"block size not pow2":  patch(0x178, 3000),
-		"huge block extra":     patch(0x17c, 1<<30),
-		"huge block count":     patch(0x180, 0x3fffffff),
-		"allocated > blocks":   patch(0x184, 5),
-		"disk size > blocks":   patch(0x170, 1<<30),
-		"bmap past EOF":        patch(0x154, 1<<30),
-		"bmap in header":       patch(0x154, 0x10),
-		"data over bmap":       patch(0x158, 0x201),
-		"data past EOF":        patch(0x158, 1<<30),
-		"entry past allocated": patch(0x200, 7),
-		"entry mapped twice":   patch(0x208, 1),
+		"truncated":           good[:0x100],
+		"bad signature":       patch(0x40, 0x12345678),
+		"version 1.0":         patch(0x44, 0x00010000),
+		"differencing":        patch(0x4c, 4),
+		"sector size 4096":    patch(0x168, 4096),
+		"block size 0":        patch(0x178, 0),
+		"block size not pow2": patch(0x178, 3000),
+		"huge block extra":    patch(0x17c, 1<<30),
+		"huge block count":    patch(0x180, 0x3fffffff),
+		"allocated > blocks":  patch(0x184, 5),
+		"disk size > blocks":  patch(0x170, 1<<30),
+		"bmap past EOF":       patch(0x154, 1<<30),
+		"bmap in header":      patch(0x154, 0x10),
+		"data over bmap":      patch(0x158, 0x201),
+		"data past EOF":       patch(0x158, 1<<30),
+		"entry mapped twice":  patch(0x208, 1),
 	}
 	for name, b := range cases {
 		node := mem.New(int64(len(b)))
@@ -156,5 +156,46 @@ func TestCorruptHeaders(t *testing.T) {
 		if err != nil || e.Status != st {
 			t.Fatalf("block %d: %+v, %v; want %v", i, e, err, st)
 		}
+	}
+}
+
+// TestReopenAfterCrash: a crash between writing a block's map entry and
+// the header's blocks_allocated (or after writing the block alone) must not
+// make the next allocation reuse that block.
+func TestReopenAfterCrash(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		mapped bool
+	}{{"mapped, header stale", true}, {"written, unmapped", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			b := tinyDynamic()
+			// Block 3 was written as data block 2 (appended), then the
+			// crash: the header still says 2 blocks are allocated.
+			b = append(b, bytes.Repeat([]byte{0xee}, 512)...)
+			if c.mapped {
+				binary.LittleEndian.PutUint32(b[0x200+4*3:], 2)
+			}
+			node := mem.NewGrowable(int64(len(b)))
+			if err := node.Pwrite(b, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+			img, err := Open(node, image.FormatOpen{Name: "crash.vdi"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := img.Pwrite([]byte{0x11}, 512+7, 0); err != nil { // allocates block 1
+				t.Fatal(err)
+			}
+			p := make([]byte, 4*512)
+			if err := img.Pread(p, 0); err != nil {
+				t.Fatal(err)
+			}
+			if p[512+7] != 0x11 || p[512] != 0 || p[0] != 4 || p[1024] != 3 {
+				t.Fatalf("after the allocation: % x", []byte{p[0], p[512], p[512+7], p[1024]})
+			}
+			if c.mapped && p[1536] != 0xee {
+				t.Fatalf("the block written before the crash was reused: %#x", p[1536])
+			}
+		})
 	}
 }

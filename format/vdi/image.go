@@ -23,8 +23,13 @@ type Image struct {
 	// bmap holds the block map; entries are read and written atomically
 	// (an allocation stores its entry only after the block is written).
 	bmap []atomic.Uint32
-	// allocMu serializes block allocation and guards hdr.BlocksAllocated.
+	// allocMu serializes block allocation and guards hdr.BlocksAllocated
+	// and nextBlock.
 	allocMu sync.Mutex
+	// nextBlock is the data block the next allocation takes: past every
+	// block mapped and every block in the file (after a crash, both can
+	// exceed the header's blocks_allocated).
+	nextBlock uint32
 }
 
 var _ block.Driver = (*Image)(nil)
@@ -87,20 +92,30 @@ func open(file block.Driver, o image.FormatOpen) (*Image, error) {
 		stride:   int64(h.BlockSize) + int64(h.BlockExtra),
 		bmap:     make([]atomic.Uint32, h.BlocksInImage),
 	}
-	var used []bool
+	var used map[uint32]bool
 	if !img.readOnly {
-		used = make([]bool, h.BlocksAllocated)
+		used = map[uint32]bool{}
 	}
+	img.nextBlock = h.BlocksAllocated
 	for i := range img.bmap {
 		v := binary.LittleEndian.Uint32(raw[i*4:])
 		img.bmap[i].Store(v)
 		if used != nil && v < entryDiscarded {
-			// A writable image allocates at BlocksAllocated: every entry
-			// must be below it and used once.
-			if v >= h.BlocksAllocated || used[v] {
-				return nil, corruptf("block %d maps to data block %d (%d allocated, or mapped twice); open it read-only", i, v, h.BlocksAllocated)
+			// A writable image allocates after every data block in use.
+			if used[v] {
+				return nil, corruptf("block %d maps to data block %d, which another block maps too; open it read-only", i, v)
 			}
 			used[v] = true
+			img.nextBlock = max(img.nextBlock, v+1)
+		}
+	}
+	if !img.readOnly {
+		// Never reuse a block that a crash left written but unmapped:
+		// allocate past the end of the data area in the file too.
+		if end := fileSize - int64(h.OffsetData); end > 0 {
+			if inFile := (end + img.stride - 1) / img.stride; inFile > int64(img.nextBlock) && inFile < entryDiscarded {
+				img.nextBlock = uint32(inFile)
+			}
 		}
 	}
 	return img, nil

@@ -55,9 +55,9 @@ func (img *Image) writeInBlock(p []byte, off int64) error {
 // (zeros elsewhere), then records it in the map and the header.
 // Preconditions: allocMu is held; block i is unallocated or discarded.
 func (img *Image) allocateLocked(i int64, p []byte, within int64) error {
-	n := img.hdr.BlocksAllocated
+	n := img.nextBlock
 	if n >= img.hdr.BlocksInImage {
-		return corruptf("all %d blocks are already allocated", n)
+		return fmt.Errorf("vdi: %w: all %d data blocks are used", block.ErrNoSpace, n)
 	}
 	buf := make([]byte, img.stride)
 	copy(buf[int64(img.hdr.BlockExtra)+within:], p)
@@ -71,6 +71,7 @@ func (img *Image) allocateLocked(i int64, p []byte, within int64) error {
 		return err
 	}
 	img.bmap[i].Store(n)
+	img.nextBlock = n + 1
 	img.hdr.BlocksAllocated = n + 1
 	binary.LittleEndian.PutUint32(e[:], n+1)
 	return img.file.Pwrite(e[:], 0x184, 0)
