@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/testutil"
+	"github.com/thinblk/thinblk/protocol/mem"
 )
 
 // TestCreateSizeLikeQemu: without force_size our fixed images get the same
@@ -171,6 +173,9 @@ func TestConvertCLI(t *testing.T) {
 	if got := qemuSize(t, out); got != 20<<20 {
 		t.Fatalf("qemu-img reads a %d-byte disk, want %d", got, 20<<20)
 	}
+	ourDyn := filepath.Join(dir, "ourdyn.vhd")
+	runCmd(t, bin, "convert", "-f", "qcow2", "-O", "vpc", "-o", "subformat=dynamic", src, ourDyn)
+	runCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "vpc", src, ourDyn)
 	dyn := filepath.Join(dir, "dyn.vhd")
 	runCmd(t, "qemu-img", "convert", "-O", "vpc", src, dyn)
 	back := filepath.Join(dir, "back.raw")
@@ -181,5 +186,49 @@ func TestConvertCLI(t *testing.T) {
 		if !strings.Contains(info, want) {
 			t.Errorf("thinblk info lacks %q:\n%s", want, info)
 		}
+	}
+}
+
+// TestDynamicCrashImage: before Flush the file does not map a new block,
+// yet it is a valid image (footer at the end, copy at the start); after
+// Flush it maps the block.
+func TestDynamicCrashImage(t *testing.T) {
+	node := mem.NewGrowable(0)
+	if err := CreateOn(node, image.CreateOptions{Size: 8 << 20, Options: map[string]string{"subformat": "dynamic", "force_size": "on"}}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Open(node, image.FormatOpen{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("persistent")
+	if err := img.Pwrite(data, 5<<20+100, 0); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() *Image {
+		b := make([]byte, node.Size())
+		if err := node.Pread(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		m := mem.New(int64(len(b)))
+		if err := m.Pwrite(b, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Open(m, image.FormatOpen{}) // read-write: the end footer must be sound
+		if err != nil {
+			t.Fatalf("crash image does not open read-write: %v", err)
+		}
+		return c
+	}
+	crashed := snapshot()
+	if e, _ := crashed.BlockStatus(4<<20, 2<<20); e.Status&block.Data != 0 {
+		t.Fatalf("block mapped before flush: %+v", e)
+	}
+	if err := img.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if err := snapshot().Pread(got, 5<<20+100); err != nil || string(got) != string(data) {
+		t.Fatalf("after flush: %q %v", got, err)
 	}
 }
