@@ -23,7 +23,9 @@
 // Opened writable, a dynamic image allocates a block at the end of the data
 // area on the first write to it: the whole block (new data and zeros) is
 // written, then its map entry, then the header's blocks_allocated, so that
-// a crash can leak a block but never expose stale bytes. Allocations are
+// a crash can leak a block but never expose stale bytes. A writable open
+// allocates past every mapped block and past the end of the file, so that
+// a block a crash left behind is never reused. Allocations are
 // serialized; writes to allocated blocks and reads run concurrently.
 // WriteZeroes skips unallocated and discarded blocks (they already read as
 // zeros) and writes zero bytes into allocated ones (with NoFallback it
