@@ -54,6 +54,37 @@ func TestCommit(t *testing.T) {
 			}
 		}
 		d.Close()
+		// Without -d the top is emptied, as qemu-img commit does: nothing
+		// is allocated in its own layer (it reads the base, checked
+		// above); with -d it keeps its clusters.
+		top, err := image.Open(p("top.qcow2"), image.Options{Format: "qcow2", ReadOnly: true, NoBacking: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		present := int64(0)
+		for off := int64(0); off < top.Size(); {
+			e, err := top.BlockStatus(off, top.Size()-off)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Status.Present() {
+				present += e.Len
+			}
+			off += e.Len
+		}
+		top.Close()
+		if !drop && present != 0 {
+			t.Errorf("commit without -d left %d bytes allocated in the top image", present)
+		}
+		if drop && present == 0 {
+			t.Errorf("commit -d emptied the top image")
+		}
+		if !drop {
+			out := testutil.MustRun(t, "qemu-img", "map", "--output=json", "-f", "qcow2", p("top.qcow2"))
+			if strings.Contains(out, `"depth": 0`) {
+				t.Errorf("qemu-img map finds clusters in the emptied top:\n%s", out)
+			}
+		}
 	}
 
 	// An image without a backing file cannot be committed.

@@ -1,13 +1,11 @@
 package tool
 
 import (
-	"errors"
 	"io"
 	"path/filepath"
 	"regexp"
 	"testing"
 
-	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
@@ -64,20 +62,36 @@ func TestRebaseCopy(t *testing.T) {
 }
 
 func TestRebase(t *testing.T) {
-	p := rebaseFixture(t)
-	err := Rebase(io.Discard, p("top.qcow2"), RebaseOptions{Backing: "new.qcow2", BackingFormat: "qcow2"})
-	if errors.Is(err, block.ErrNotSupported) {
-		// TODO(H4): format/qcow2 needs SetBackingFile(name, format string) error.
-		checkSame(t, p("ref.raw"), p("top.qcow2"), "qcow2") // nothing changed
-		t.Skipf("qcow2 cannot change its backing file yet: %v", err)
+	for _, tc := range []struct{ backing, format, want string }{
+		{"new.qcow2", "qcow2", `backing file: new\.qcow2`},
+		{"", "", ""},
+	} {
+		p := rebaseFixture(t)
+		if err := Rebase(io.Discard, p("top.qcow2"), RebaseOptions{Backing: tc.backing, BackingFormat: tc.format}); err != nil {
+			t.Fatal(err)
+		}
+		// checkSame runs qemu-img check too: the rewritten header is clean.
+		checkSame(t, p("ref.raw"), p("top.qcow2"), "qcow2")
+		out := testutil.MustRun(t, "qemu-img", "info", p("top.qcow2"))
+		if tc.want != "" && !regexpMatch(tc.want, out) {
+			t.Fatalf("backing file not changed:\n%s", out)
+		}
+		if tc.want != "" && !regexpMatch(`backing file format: qcow2`, out) {
+			t.Fatalf("backing format not recorded:\n%s", out)
+		}
+		if tc.want == "" && regexpMatch(`backing file`, out) {
+			t.Fatalf("backing file not removed:\n%s", out)
+		}
 	}
-	if err != nil {
+	// Unsafe mode only rewrites the header: top then reads through the new
+	// backing file.
+	p := rebaseFixture(t)
+	if err := Rebase(io.Discard, p("top.qcow2"), RebaseOptions{Backing: "new.qcow2", BackingFormat: "qcow2", Unsafe: true}); err != nil {
 		t.Fatal(err)
 	}
-	checkSame(t, p("ref.raw"), p("top.qcow2"), "qcow2")
-	out := testutil.MustRun(t, "qemu-img", "info", p("top.qcow2"))
-	if !regexpMatch(`backing file: new\.qcow2`, out) {
-		t.Fatalf("backing file not changed:\n%s", out)
+	testutil.MustRun(t, "qemu-img", "check", p("top.qcow2"))
+	if _, _, code := testutil.Run(t, "qemu-img", "compare", p("ref.raw"), p("top.qcow2")); code != 1 {
+		t.Fatalf("unsafe rebase onto different data: qemu-img compare exit %d, want 1 (differ)", code)
 	}
 }
 
