@@ -11,8 +11,9 @@ import (
 )
 
 // Image is an open VMDK: its descriptor and extents, and the parent disk of
-// a delta disk. It is read-only; Pread and BlockStatus may run
-// concurrently.
+// a delta disk. Pread and BlockStatus may run concurrently with anything;
+// on a writable monolithicSparse image (see write.go) writes may run
+// concurrently on non-overlapping ranges. Every other image is read-only.
 type Image struct {
 	name    string
 	file    block.Driver // the file opened by the caller (descriptor or monolithic extent)
@@ -60,8 +61,8 @@ func Probe(head []byte) int {
 }
 
 // openDriver is the registry's Open: a writable open of an empty
-// streamOptimized disk gives the sequential writer, anything else the
-// read-only Image.
+// streamOptimized disk gives the sequential writer, anything else an Image
+// (writable only for a monolithicSparse disk, see Open).
 func openDriver(f block.Driver, o image.FormatOpen) (block.Driver, error) {
 	if !o.ReadOnly && f.Caps().Write && len(o.Options) == 0 && f.Size() >= headerSize {
 		b := make([]byte, headerSize)
