@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"net"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/internal/nbdwire"
@@ -232,9 +233,8 @@ func (c *conn) read(r nbdwire.Request) {
 			return
 		}
 		c.send(func(w *bufio.Writer) error {
-			w.Write(nbdwire.AppendSimpleReply(nil, 0, r.Cookie))
-			_, err := w.Write(p)
-			return err
+			var hdr [nbdwire.SimpleReplySize]byte
+			return c.writeData(w, nbdwire.AppendSimpleReply(hdr[:0], 0, r.Cookie), p)
 		})
 		return
 	}
@@ -270,13 +270,35 @@ func (c *conn) read(r nbdwire.Request) {
 			}
 			b := nbdwire.AppendChunkHeader(hdr[:0], c.extended, flags, nbdwire.ReplyTypeOffsetData, r.Cookie, r.Offset, uint64(8+s.n))
 			b = binary.BigEndian.AppendUint64(b, uint64(s.off))
-			w.Write(b)
-			if _, err := w.Write(p[s.off-off : s.off-off+s.n]); err != nil {
+			if err := c.writeData(w, b, p[s.off-off:s.off-off+s.n]); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// directWriteMin is the payload size from which writeData bypasses the
+// buffered writer.
+const directWriteMin = 64 << 10
+
+// writeData writes a reply header and its data. Small data goes through
+// w; large data is written straight to the connection together with the
+// header (one writev), after flushing w, instead of being copied into w's
+// buffer first.
+// Preconditions: called from a send build function (c.wmu held).
+func (c *conn) writeData(w *bufio.Writer, hdr, data []byte) error {
+	if len(data) < directWriteMin {
+		w.Write(hdr)
+		_, err := w.Write(data)
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	bufs := net.Buffers{hdr, data}
+	_, err := bufs.WriteTo(c.nc)
+	return err
 }
 
 // readDone answers an empty READ.
