@@ -20,10 +20,10 @@ type CreateParams struct {
 	ForceSize bool
 }
 
-// ParseCreateOptions reads qemu-img's vpc options: subformat (fixed, the
-// default here, or dynamic) and force_size.
+// ParseCreateOptions reads qemu-img's vpc options: subformat (dynamic, the
+// default as in qemu-img, or fixed) and force_size.
 func ParseCreateOptions(o image.CreateOptions) (CreateParams, error) {
-	p := CreateParams{Size: o.Size, Subformat: "fixed"}
+	p := CreateParams{Size: o.Size, Subformat: "dynamic"}
 	if o.Backing != "" {
 		return p, fmt.Errorf("vpc: %w: a VHD image is not created with a backing file", block.ErrNotSupported)
 	}

@@ -7,9 +7,7 @@
 //
 //   - fixed: the guest bytes followed by a 512-byte footer. Read and
 //     written in place (the image is writable when opened read-write).
-//     Created by [Create] with -o subformat=fixed (the default here, where
-//     qemu-img's default is dynamic), and
-//     with force_size=on the footer records the exact requested size (what
+//     Created by [Create] with -o subformat=fixed, and with force_size=on the footer records the exact requested size (what
 //     Azure asks for: a size aligned to 1 MiB) instead of rounding it up to
 //     a CHS geometry.
 //   - dynamic: a footer copy at offset 0, a dynamic disk header, a block
@@ -22,7 +20,7 @@
 //     QEMU among them, read the same either way). Written as QEMU does:
 //     new 2 MiB blocks are appended with every bitmap bit set (see
 //     write.go for the order of the writes); created with
-//     -o subformat=dynamic.
+//     -o subformat=dynamic, the default, as in qemu-img.
 //   - differencing: a dynamic image whose absent sectors come from a
 //     parent image, named by parent locators (platform codes W2ru, W2ku,
 //     MacX, and the parent's Unicode name). Read-only; the parent is opened
