@@ -17,11 +17,13 @@ const maxPinnedTables = 256 << 20
 // grain table (file first, then memory), so that a crash can leak a grain
 // but never map stale bytes.
 type writer struct {
-	e        *sparseExtent
-	zeroGTE  bool // the header allows zeroed-grain entries (GTE 1)
-	allocMu  chan struct{}
-	allocAt  int64 // next grain's file offset; guarded by allocMu
-	gteAddrs map[uint32]bool
+	e       *sparseExtent
+	zeroGTE bool // the header allows zeroed-grain entries (GTE 1)
+	allocMu chan struct{}
+	allocAt int64 // next grain's file offset; guarded by allocMu
+	// rgd is the redundant grain directory (flag bit 1), whose tables get
+	// every entry the primary tables get; nil without one.
+	rgd []uint32
 }
 
 // enableWrite makes img writable when it is one uncompressed sparse
@@ -56,7 +58,28 @@ func (img *Image) enableWrite() (bool, error) {
 		}
 	}
 	fileSize := img.file.Size()
+	var rgd []uint32
+	if e.hdr.Flags&flagRedundantGT != 0 && e.hdr.RGDOffset != 0 {
+		n := int64(len(e.gd))
+		at := int64(e.hdr.RGDOffset) * sectorSize
+		if e.hdr.RGDOffset > uint64(fileSize)/sectorSize || n*4 > fileSize-at {
+			return false, corruptf("redundant grain directory at sector %d is outside the file", e.hdr.RGDOffset)
+		}
+		raw := make([]byte, n*4)
+		if err := img.file.Pread(raw, at); err != nil {
+			return false, err
+		}
+		rgd = make([]uint32, n)
+		for i := range rgd {
+			rgd[i] = binary.LittleEndian.Uint32(raw[i*4:])
+			if rgd[i] == 0 || int64(rgd[i]) > fileSize/sectorSize || gtBytes > fileSize-int64(rgd[i])*sectorSize || seen[rgd[i]] {
+				return false, corruptf("redundant grain table %d at sector %d is missing, outside the file or shared", i, rgd[i])
+			}
+			seen[rgd[i]] = true
+		}
+	}
 	img.w = &writer{
+		rgd:     rgd,
 		e:       e,
 		zeroGTE: e.hdr.Flags&flagZeroGrain != 0,
 		allocMu: make(chan struct{}, 1),
@@ -78,6 +101,11 @@ func (w *writer) setGTE(off int64, v uint32) error {
 	binary.LittleEndian.PutUint32(b[:], v)
 	if err := e.file.Pwrite(b[:], int64(gtSector)*sectorSize+idx*4, 0); err != nil {
 		return err
+	}
+	if w.rgd != nil {
+		if err := e.file.Pwrite(b[:], int64(w.rgd[off/e.gtSize])*sectorSize+idx*4, 0); err != nil {
+			return err
+		}
 	}
 	gt, err := e.table(gtSector)
 	if err != nil {

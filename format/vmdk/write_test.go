@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand"
 	"os"
@@ -130,4 +131,51 @@ func TestThinblkConvertSparse(t *testing.T) {
 	if s := fmt.Sprint(got); s != "[data@0 hole hole data@0+hole hole data@0+hole]" {
 		t.Fatalf("qemu-img map at 1 MiB: %s", s)
 	}
+}
+
+// TestRedundantTables: writing into a qemu-img disk, which keeps a
+// redundant grain directory, updates both sets of grain tables alike.
+func TestRedundantTables(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "r.vmdk")
+	qemuImg(t, "create", "-f", "vmdk", name, "70M")
+	d, err := image.Open(name, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 1 << 20, 40 << 20} {
+		if err := d.Pwrite([]byte("grain"), off, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := parseSparseHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Flags&flagRedundantGT == 0 {
+		t.Skip("qemu-img made no redundant grain directory")
+	}
+	gtBytes := int64(h.NumGTEsPerGT) * 4
+	used := 0
+	for i := range int64(h.numGDEs()) {
+		gd := int64(binary.LittleEndian.Uint32(b[int64(h.GDOffset)*sectorSize+i*4:]))
+		rgd := int64(binary.LittleEndian.Uint32(b[int64(h.RGDOffset)*sectorSize+i*4:]))
+		primary := b[gd*sectorSize : gd*sectorSize+gtBytes]
+		if !bytes.Equal(primary, b[rgd*sectorSize:rgd*sectorSize+gtBytes]) {
+			t.Fatalf("grain table %d differs from its redundant copy", i)
+		}
+		if !bytes.Equal(primary, make([]byte, gtBytes)) {
+			used++
+		}
+	}
+	if used != 2 {
+		t.Fatalf("%d grain tables have entries, want 2", used)
+	}
+	qemuImg(t, "check", name)
 }
