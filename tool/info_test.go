@@ -3,8 +3,13 @@ package tool
 import (
 	"bytes"
 	"encoding/json"
+	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/thinblk/thinblk/internal/testutil"
 )
 
 type fakeSpecific struct {
@@ -88,5 +93,56 @@ func TestInfoHumanAndJSONShapes(t *testing.T) {
 }`
 	if string(j) != wantJSON {
 		t.Fatalf("JSON info:\n%s\nwant:\n%s", j, wantJSON)
+	}
+}
+
+// TestInfoQcow2SnapshotsMatchQemuImg: internal snapshots appear at the top
+// level ("snapshots" and the "Snapshot list:" table) exactly as qemu-img
+// info prints them, and not inside format-specific.
+func TestInfoQcow2SnapshotsMatchQemuImg(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io")
+	name := filepath.Join(t.TempDir(), "s.qcow2")
+	testutil.MustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", name, "1M")
+	testutil.MustRun(t, "qemu-io", "-f", "qcow2", "-c", "write -P 1 0 64k", name)
+	testutil.MustRun(t, "qemu-img", "snapshot", "-c", "first", name)
+	testutil.MustRun(t, "qemu-io", "-f", "qcow2", "-c", "write -P 2 0 64k", name)
+	testutil.MustRun(t, "qemu-img", "snapshot", "-c", "second one", name)
+
+	var human bytes.Buffer
+	if err := Info(&human, name, InfoOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	table := func(s string) string {
+		i := strings.Index(s, "Snapshot list:")
+		j := strings.Index(s, "Format specific information:")
+		if i < 0 || j < i {
+			return ""
+		}
+		return s[i:j]
+	}
+	want := table(testutil.MustRun(t, "qemu-img", "info", name))
+	if want == "" || table(human.String()) != want {
+		t.Fatalf("snapshot table:\n%s\nqemu-img:\n%s", table(human.String()), want)
+	}
+
+	var js bytes.Buffer
+	if err := Info(&js, name, InfoOptions{Output: "json"}); err != nil {
+		t.Fatal(err)
+	}
+	var got, ref struct {
+		Snapshots      []map[string]any              `json:"snapshots"`
+		FormatSpecific struct{ Data map[string]any } `json:"format-specific"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(testutil.MustRun(t, "qemu-img", "info", "--output=json", name)), &ref); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Snapshots) != 2 || !reflect.DeepEqual(got.Snapshots, ref.Snapshots) {
+		t.Fatalf("snapshots %v, qemu-img %v", got.Snapshots, ref.Snapshots)
+	}
+	if _, ok := got.FormatSpecific.Data["snapshots"]; ok {
+		t.Fatalf("snapshots inside format-specific: %v", got.FormatSpecific.Data)
 	}
 }

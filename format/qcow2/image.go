@@ -398,17 +398,16 @@ func (img *Image) Limits() block.Limits {
 // Specific is the qcow2 part of Info, for `info` output (the JSON names
 // are qemu-img info's "format-specific" data).
 type Specific struct {
-	Compat          string         `json:"compat"`
-	CompressionType string         `json:"compression-type"`
-	LazyRefcounts   bool           `json:"lazy-refcounts"`
-	RefcountBits    int            `json:"refcount-bits"`
-	Corrupt         bool           `json:"corrupt"`
-	ExtendedL2      bool           `json:"extended-l2"`
-	ClusterSize     int64          `json:"-"`
-	Dirty           bool           `json:"-"`
-	BackingFile     string         `json:"-"`
-	BackingFormat   string         `json:"-"`
-	Snapshots       []SnapshotInfo `json:"snapshots,omitempty"`
+	Compat          string `json:"compat"`
+	CompressionType string `json:"compression-type"`
+	LazyRefcounts   bool   `json:"lazy-refcounts"`
+	RefcountBits    int    `json:"refcount-bits"`
+	Corrupt         bool   `json:"corrupt"`
+	ExtendedL2      bool   `json:"extended-l2"`
+	ClusterSize     int64  `json:"-"`
+	Dirty           bool   `json:"-"`
+	BackingFile     string `json:"-"`
+	BackingFormat   string `json:"-"`
 }
 
 // HumanFields returns qemu-img info's "Format specific information" lines.
@@ -420,9 +419,6 @@ func (s *Specific) HumanFields() [][2]string {
 		{"refcount bits", strconv.Itoa(s.RefcountBits)},
 		{"corrupt", strconv.FormatBool(s.Corrupt)},
 		{"extended l2", strconv.FormatBool(s.ExtendedL2)},
-	}
-	for _, sn := range s.Snapshots {
-		f = append(f, [2]string{"snapshot " + sn.ID, fmt.Sprintf("%s (vm state %d bytes, date %d)", sn.Name, sn.VMStateSize, sn.DateSec)})
 	}
 	return f
 }
@@ -466,9 +462,6 @@ func (img *Image) Info() (block.Info, error) {
 	}
 	if h.CompressionType == CompressionZstd {
 		sp.CompressionType = "zstd"
-	}
-	for _, s := range img.snapshots {
-		sp.Snapshots = append(sp.Snapshots, s.info())
 	}
 	watermark := img.highWater << img.clusterBits
 	size := img.size.Load()

@@ -2,6 +2,8 @@ package qcow2
 
 import (
 	"encoding/binary"
+
+	"github.com/thinblk/thinblk/image"
 )
 
 // Internal snapshots are read from the snapshot table and kept intact:
@@ -25,23 +27,26 @@ type Snapshot struct {
 	Extra         []byte
 }
 
-// SnapshotInfo is what `info` lists for a snapshot.
-type SnapshotInfo struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	VMStateSize uint64 `json:"vm-state-size"`
-	DateSec     uint32 `json:"date-sec"`
-	DateNsec    uint32 `json:"date-nsec"`
-	VMClockSec  uint64 `json:"vm-clock-sec"`
-	VMClockNsec uint64 `json:"vm-clock-nsec"`
-}
-
-func (s Snapshot) info() SnapshotInfo {
-	return SnapshotInfo{
-		ID: s.ID, Name: s.Name, VMStateSize: s.VMStateSize,
-		DateSec: s.DateSec, DateNsec: s.DateNsec,
-		VMClockSec: s.VMClockNsec / 1e9, VMClockNsec: s.VMClockNsec % 1e9,
+// SnapshotList describes the internal snapshots for `info` (its top-level
+// "snapshots" list and "Snapshot list:" table, as qemu-img info prints
+// them). The instruction count comes from the entry's extra data when it
+// records one (bytes 16-23), else it is -1.
+func (img *Image) SnapshotList() []image.SnapshotInfo {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	out := make([]image.SnapshotInfo, 0, len(img.snapshots))
+	for _, s := range img.snapshots {
+		icount := int64(-1)
+		if len(s.Extra) >= 24 {
+			icount = int64(binary.BigEndian.Uint64(s.Extra[16:]))
+		}
+		out = append(out, image.SnapshotInfo{
+			ID: s.ID, Name: s.Name, VMStateSize: s.VMStateSize,
+			DateSec: int64(s.DateSec), DateNsec: int64(s.DateNsec),
+			VMClockNsec: s.VMClockNsec, ICount: icount,
+		})
 	}
+	return out
 }
 
 // Snapshots returns the snapshot table.
