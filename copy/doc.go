@@ -30,7 +30,7 @@
 //
 // # Concurrency and order
 //
-// Options.Parallel workers (default 8) each own one reusable buffer. Reads
+// Options.Parallel workers (default 4) each own one reusable buffer. Reads
 // always run in parallel. Writes run one at a time in the order of target
 // offsets unless Options.OutOfOrder is set (qemu-img convert -W): a format
 // allocating at the end of its file then lays clusters out in guest order,

@@ -79,10 +79,12 @@ func (l layout) each(off, n int64, fn func(i int, srcOff, dstOff, n int64) error
 	return nil
 }
 
-// statusWindow bounds one status query. Drivers may do work in proportion
-// to the length asked (qcow2 decodes the L2 entries of the range), and the
-// planner merges consecutive runs anyway.
-const statusWindow = 64 << 20
+// statusWindow bounds one status query. qcow2 answers in proportion to the
+// run it returns, not to the length asked, but other drivers may work in
+// proportion to the length; a GiB (the largest item, zeroRequestSize)
+// keeps that bounded while a huge hole or zero run still costs one query
+// (the planner merges consecutive runs anyway).
+const statusWindow = zeroRequestSize
 
 // planner walks the sources' status and cuts it into items.
 type planner struct {

@@ -26,7 +26,7 @@ type ConvertOptions struct {
 	// SparseSize (-S) is the zero-detection granularity in bytes; 0 means
 	// "fully allocate the target" and -1 the default (4 KiB).
 	SparseSize int64
-	// Parallel (-m) is the number of requests in flight (0 = 8).
+	// Parallel (-m) is the number of requests in flight (0 = copy.DefaultParallel, 4).
 	Parallel int
 	// OutOfOrder (-W) allows writes out of target order.
 	OutOfOrder bool
