@@ -39,6 +39,10 @@
 // from the end of the used area. A fresh cluster that a partial write must
 // fill with zeros is zeroed natively where it lies inside the file and left a
 // hole past its end, so a 4 KiB write into a 64 KiB cluster writes 4 KiB.
+// A write of whole clusters that have no host cluster gets one contiguous
+// run of new host clusters and goes out as one pwrite (a write over owned,
+// host-contiguous clusters too); their L2 entries are set together after
+// the data is written.
 // Refcount blocks are created inside the range they describe; the refcount
 // table grows by writing a larger copy and switching the header to it. Freed
 // clusters become reusable at the next flush.
@@ -57,9 +61,17 @@
 //
 // [Image.Check] verifies refcounts and copied flags against the references
 // found in the image and repairs leaks or everything (rebuilding the
-// refcount structures); [Image.Resize] grows and shrinks; internal
+// refcount structures); [Image.Resize] grows and shrinks;
+// [Image.SetBackingFile] rewrites the backing file name and format in the
+// header (rebase); [Image.MakeEmpty] drops every cluster (commit); internal
 // snapshots are read and preserved (writes to shared clusters copy them),
 // but not created, applied or deleted.
+//
+// # Block status
+//
+// [Image.BlockStatus] decodes L2 entries in place in the cached tables and
+// merges equal clusters across L2 tables: one call answers a whole run,
+// with no allocation, in time proportional to the run.
 //
 // # Zero and discard
 //
