@@ -14,7 +14,11 @@
 #
 # Prints per case: median wall seconds (qemu-img, thinblk), the ratio
 # thinblk/qemu-img (goal <= 0.8), peak RSS in MiB of each (goal <= 64 MiB for
-# thinblk), and the output's allocation in KiB (du) of each. Every thinblk
+# thinblk), the output's allocation in KiB (du) of each, then the ratio of
+# the minimum wall times and the median user+sys CPU seconds of each with
+# their ratio: on a loaded machine wall times are bimodal, and CPU time is
+# the load-independent signal. The load average is printed at the start and
+# end. Every thinblk
 # output is checked with qemu-img compare (and qemu-img check for qcow2).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,20 +50,27 @@ run1() {
   /usr/bin/time -o time.out -f '%e %M' "$@" >/dev/null 2>&1
   tail -1 time.out
 }
-secs_precise() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+# timed CMD: runs CMD, prints "WALL CPU" (seconds; CPU is user+sys).
+timed() {
+  local s e
+  s=$(date +%s.%N)
+  /usr/bin/time -o cpu.out -f '%U %S' "$@" >/dev/null 2>&1
+  e=$(date +%s.%N)
+  echo "$(echo "$e - $s" | bc -l) $(awk '{print $1 + $2}' cpu.out | tail -1)"
+}
 
 # pair NAME OUT_Q OUT_T 'QEMU CMD' 'THINBLK CMD' CHECK_SRC
 pair() {
   local name=$1 oq=$2 ot=$3 cq=$4 ct=$5 src=$6 i
-  local tq=() tt=() rq=() rt=()
+  local tq=() tt=() cq_=() ct_=() r
   eval "$cq" >/dev/null 2>&1; eval "$ct" >/dev/null 2>&1   # warm-up
   for i in $(seq "$N"); do
     for who in $( [ $((i%2)) = 1 ] && echo "q t" || echo "t q"); do
       rm -f o.*; sync
       if [ "$who" = q ]; then
-        tq+=("$(secs_precise bash -c "$cq")")
+        r=$(timed bash -c "$cq"); tq+=("${r% *}"); cq_+=("${r#* }")
       else
-        tt+=("$(secs_precise bash -c "$ct")")
+        r=$(timed bash -c "$ct"); tt+=("${r% *}"); ct_+=("${r#* }")
       fi
     done
   done
@@ -71,10 +82,13 @@ pair() {
   local aq=- at=-
   [ -n "$oq" ] && [ -f "$oq" ] && aq=$(du -k "$oq" | cut -f1)
   [ -n "$ot" ] && [ -f "$ot" ] && at=$(du -k "$ot" | cut -f1)
-  local q t
+  local q t q0 t0 uq ut
   q=$(printf '%s\n' "${tq[@]}" | median); t=$(printf '%s\n' "${tt[@]}" | median)
-  printf '%-26s %8.3f %8.3f %6.2f %7.1f %7.1f %9s %9s\n' "$name" "$q" "$t" "$(echo "$t / $q" | bc -l)" \
-    "$(echo "$mq / 1024" | bc -l)" "$(echo "$mt / 1024" | bc -l)" "$aq" "$at"
+  q0=$(printf '%s\n' "${tq[@]}" | sort -n | head -1); t0=$(printf '%s\n' "${tt[@]}" | sort -n | head -1)
+  uq=$(printf '%s\n' "${cq_[@]}" | median); ut=$(printf '%s\n' "${ct_[@]}" | median)
+  printf '%-26s %8.3f %8.3f %6.2f %7.1f %7.1f %9s %9s %6.2f %6.2f %6.2f %6.2f\n' "$name" "$q" "$t" "$(echo "$t / $q" | bc -l)" \
+    "$(echo "$mq / 1024" | bc -l)" "$(echo "$mt / 1024" | bc -l)" "$aq" "$at" "$(echo "$t0 / $q0" | bc -l)" \
+    "$uq" "$ut" "$(echo "$ut / ($uq + 0.005)" | bc -l)"
   if [ -n "$src" ] && [ -n "$ot" ]; then
     qemu-img compare -q "$src" "$ot" || echo "  CONTENT DIFFERS: $ot"
     case $ot in *.qcow2) qemu-img check -q "$ot" >/dev/null 2>&1 || echo "  QEMU-IMG CHECK FAILED: $ot";; esac
@@ -83,7 +97,8 @@ pair() {
   [ "${KEEP:-0}" = 1 ] || rm -f o.*
 }
 
-printf '%-26s %8s %8s %6s %7s %7s %9s %9s\n' case qemu-s thinblk-s ratio qemuMiB tbMiB qemu-KiB tb-KiB
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-26s %8s %8s %6s %7s %7s %9s %9s %6s %6s %6s %6s\n' case qemu-s thinblk-s ratio qemuMiB tbMiB qemu-KiB tb-KiB minrat qcpu tcpu cpurat
 for c in $CASES; do
   case $c in
   raw-qcow2) pair "convert raw->qcow2" o.q.qcow2 o.t.qcow2 \
@@ -101,3 +116,4 @@ for c in $CASES; do
   *) echo "unknown case $c" >&2 ;;
   esac
 done
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
