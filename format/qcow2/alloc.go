@@ -225,6 +225,47 @@ func (img *Image) allocClustersLocked(n int64) (int64, error) {
 	return first << img.clusterBits, nil
 }
 
+// allocRunLocked allocates up to n contiguous host clusters at the first
+// free cluster (freed space first, then the end of the used area), fewer
+// when the free run there is shorter, and sets their refcounts to 1. It
+// returns the host offset of the first and how many were allocated (at
+// least 1). Unlike allocClustersLocked(n) it never scans past the first
+// free cluster for a run long enough, so its cost does not grow with the
+// fragmentation of the image.
+//
+// Preconditions: img.mu held; n >= 1.
+func (img *Image) allocRunLocked(n int64) (int64, int64, error) {
+	first, err := img.findFreeLocked(img.freeHint, 1, 0, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	count := min(n, img.maxHostClusters()-first)
+	for k := int64(1); k < count; k++ {
+		idx := first + k
+		if idx >= img.highWater {
+			break // everything from here is free
+		}
+		rc, err := img.refcountLocked(idx)
+		if err != nil {
+			return 0, 0, err
+		}
+		if rc != 0 {
+			count = k
+			break
+		}
+	}
+	if first == img.freeHint {
+		img.freeHint = first + count
+	}
+	img.highWater = max(img.highWater, first+count)
+	for i := range count {
+		if err := img.setRefcountLocked(first+i, 1, first, first+count); err != nil {
+			return 0, 0, err
+		}
+	}
+	return first << img.clusterBits, count, nil
+}
+
 // freeClustersLater queues a reference drop for n clusters from host
 // offset off; it is applied at the next flush, after the metadata that no
 // longer points at them is durable.

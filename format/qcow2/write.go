@@ -271,8 +271,8 @@ func classify(m mapping) runKind {
 // cluster vc, within one L2 table) whose clusters are all fresh (no host
 // cluster: unallocated, or zero without one) or all owned and contiguous
 // on the host, with one pwrite: fresh clusters get one contiguous
-// allocation and their L2 entries are set together after the data is
-// written. It returns the bytes written, 0 when the first cluster needs
+// allocation (at the first free cluster, so possibly fewer than the run)
+// and their L2 entries are set together after the data is written. It returns the bytes written, 0 when the first cluster needs
 // copy-on-write (the caller then uses writeCluster).
 //
 // On failure nothing points at newly allocated clusters, which are
@@ -302,7 +302,9 @@ func (img *Image) writeRun(vc int64, p []byte) (int64, error) {
 	}
 	host := ms[0].host
 	if kind == runFresh {
-		if host, err = img.allocClustersLocked(count); err != nil {
+		// The free run found may be shorter: the caller writes the rest
+		// with the next call.
+		if host, count, err = img.allocRunLocked(count); err != nil {
 			img.mu.Unlock()
 			return 0, err
 		}

@@ -103,3 +103,45 @@ func TestWholeClusterWriteOverMixedClusters(t *testing.T) {
 		})
 	}
 }
+
+// TestWholeClusterWriteFillsFreedHoles: on a fragmented image a long write
+// takes the freed single clusters first (a run per hole) and the rest at
+// the end, reads back right and leaves refcounts exact.
+func TestWholeClusterWriteFillsFreedHoles(t *testing.T) {
+	const cs = 64 << 10
+	img := newMemImage(t, 16<<20, nil, nil)
+	defer img.Close()
+	if err := img.Pwrite(bytes.Repeat([]byte{1}, 32*cs), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(0); i < 32; i += 2 {
+		if err := img.Discard(i*cs, cs, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := img.Flush(); err != nil { // frees the discarded clusters
+		t.Fatal(err)
+	}
+	before, _ := img.Info()
+	data := bytes.Repeat([]byte{2, 3, 5, 7}, 32*cs/4)
+	if err := img.Pwrite(data, 8<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := img.Info()
+	// 16 clusters fit in the holes; 16 more come from the end.
+	if grown := (after.Watermark - before.Watermark) / cs; grown > 16 {
+		t.Errorf("the used area grew by %d clusters, want at most 16 (holes reused)", grown)
+	}
+	got := make([]byte, len(data))
+	if err := img.Pread(got, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, got, data, "data written over holes")
+	r, err := img.Check(RepairNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Corruptions != 0 || r.Leaks != 0 || r.CheckErrors != 0 {
+		t.Fatalf("check: %+v", r)
+	}
+}
