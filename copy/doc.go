@@ -5,10 +5,15 @@
 // # What it reads and writes
 //
 // The engine walks each source's status merged down its backing chain
-// ([block.ChainStatus]), optionally stopping at a base node. It never reads
-// a range the status says reads as zeros, and it reads data ranges in
-// requests of about [DefaultRequestSize] bytes, aligned to the target's
-// cluster size. Each data buffer is scanned for zeros at the sparse
+// (as [block.ChainStatus], through a [StatusCursor] so that each layer is
+// asked about each of its runs once), optionally stopping at a base node.
+// It reads data ranges in requests of about [DefaultRequestSize] bytes,
+// aligned to the target's cluster size. On a target with clusters (qcow2)
+// every cluster belongs to one request whole, as in qemu-img convert: a
+// data extent grows to whole clusters, so the parts of its first and last
+// cluster that the status calls zeros or holes are read too (and
+// zero-detected); ranges that read as zeros outside those clusters are
+// never read. Each data buffer is scanned for zeros at the sparse
 // granularity (Options.SparseSize, default 4 KiB, rounded up to the target's
 // cluster size): zero runs are skipped when the target already reads zeros
 // (Options.TargetIsZero) and become [block.ZeroRange] with MayUnmap
@@ -24,9 +29,8 @@
 // # Compression
 //
 // With Options.Compress the target must implement [Compressor] (or qcow2's
-// WriteCompressed, which is the same contract):
-// requests are whole clusters and non-zero clusters go through
-// PwriteCompressed.
+// WriteCompressed, which is the same contract): non-zero clusters go
+// through PwriteCompressed.
 //
 // # Concurrency and order
 //
