@@ -237,6 +237,13 @@ func TestLBPRZRefusedWithoutZeroingDeallocation(t *testing.T) {
 	if _, err := New(node, Config{}); err != nil {
 		t.Fatal(err)
 	}
+	// A node whose Discard may leave partial granules (qcow2) but whose
+	// WriteZeroes(MayUnmap) deallocates and zeroes qualifies: with LBPRZ the
+	// LU unmaps through WriteZeroes.
+	zeroing := fakeNode{mem.New(testSize), block.Caps{Write: true, Discard: true, ZeroUnmap: true, WriteZeroes: true, BlockStatus: true}}
+	if _, err := New(zeroing, Config{LBPRZ: true}); err != nil {
+		t.Fatalf("lbprz=1 over a node with ZeroUnmap: %v", err)
+	}
 	if _, err := New(node, Config{BlockSize: 1024}); err == nil {
 		t.Fatal("block size 1024 accepted")
 	}

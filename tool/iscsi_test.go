@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -253,10 +252,12 @@ func TestISCSIAnchoredQcow2(t *testing.T) {
 	}
 }
 
-// TestISCSILBPRZRefusedOnBlockDevice: a block device's discard does not
-// promise zeros, so lbprz=1 is refused at start.
-func TestISCSILBPRZRefusedOnBlockDevice(t *testing.T) {
+// TestISCSILBPRZOnBlockDevice: a loop device deallocates-and-zeroes through
+// write-zeroes with unmap (fallocate PUNCH_HOLE on the device), so it may
+// promise LBPRZ=1; an unmap through QEMU's initiator then reads zeros.
+func TestISCSILBPRZOnBlockDevice(t *testing.T) {
 	testutil.NeedRoot(t)
+	testutil.NeedTool(t, "qemu-io")
 	name := filepath.Join(t.TempDir(), "backing.raw")
 	if err := os.WriteFile(name, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -265,11 +266,11 @@ func TestISCSILBPRZRefusedOnBlockDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev := testutil.LoopDevice(t, name)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := ISCSI(ctx, ISCSIOptions{LUNs: []string{"raw:" + dev}, LBPRZ: true, Discard: "unmap", Portal: "127.0.0.1:0"})
-	if err == nil || !errors.Is(err, block.ErrNotSupported) {
-		t.Fatalf("lbprz=1 on %s: %v", dev, err)
+	url := serveISCSI(t, ISCSIOptions{LUNs: []string{"raw:" + dev}, LBPRZ: true, Discard: "unmap"})
+	out, err := exec.Command("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 2M", "-c", "write -z -u 0 1M",
+		"-c", "discard 1M 1M", "-c", "read -P 0 0 2M", url).CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("Pattern verification failed")) {
+		t.Fatalf("lbprz=1 on %s: unmapped blocks do not read zeros: %v\n%s", dev, err, out)
 	}
 }
 
