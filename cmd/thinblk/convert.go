@@ -33,7 +33,7 @@ of BACKING and copies only what differs from it.`,
 			if o.Options, err = parseOptionFlags(optFlags); err != nil {
 				return err
 			}
-			if o.Parallel < 1 || o.Parallel > 64 {
+			if c.Flags().Changed("parallel") && (o.Parallel < 1 || o.Parallel > 64) {
 				return &usageError{cmd: c.CommandPath(), err: errors.New("-m: the number of requests in flight must be between 1 and 64")}
 			}
 			o.SparseSize = -1
@@ -52,7 +52,7 @@ of BACKING and copies only what differs from it.`,
 	f.StringArrayVarP(&optFlags, "options", "o", nil, "target creation options, key=value[,key=value...]")
 	f.BoolVarP(&o.Compress, "compress", "c", false, "write compressed clusters (qcow2)")
 	f.StringVarP(&sparse, "sparse-size", "S", "4k", "zero-detection granularity; 0 fully allocates the target")
-	f.IntVarP(&o.Parallel, "parallel", "m", 8, "requests in flight")
+	f.IntVarP(&o.Parallel, "parallel", "m", 0, "requests in flight, 1 to 64 (default 4: more only contend on the target file)")
 	f.BoolVarP(&o.OutOfOrder, "out-of-order", "W", false, "allow out-of-order writes")
 	f.BoolVarP(&o.NoCreate, "no-create", "n", false, "write into an existing target")
 	f.BoolVar(&o.TargetIsZero, "target-is-zero", false, "the existing target reads zeros (needs -n)")
