@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -67,8 +68,8 @@ func TestWriteRandom(t *testing.T) {
 	if err := os.WriteFile(ref, model, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	qemuImg(t, "check", "-f", "vdi", name)
-	qemuImg(t, "compare", "-f", "vdi", "-F", "raw", name, ref)
+	formattest.QemuImg(t, "check", "-f", "vdi", name)
+	formattest.QemuImg(t, "compare", "-f", "vdi", "-F", "raw", name, ref)
 	compareWithQemu(t, name, 1<<20)
 }
 
@@ -108,21 +109,21 @@ func TestThinblkCreateConvert(t *testing.T) {
 	dir := t.TempDir()
 	created := filepath.Join(dir, "c.vdi")
 	testutil.MustRun(t, tb, "create", "-f", "vdi", created, "5M")
-	out := qemuImg(t, "info", created)
+	out := formattest.QemuImg(t, "info", created)
 	if !strings.Contains(out, "file format: vdi") || !strings.Contains(out, "5 MiB") {
 		t.Fatalf("qemu-img info of thinblk's vdi:\n%s", out)
 	}
-	qemuImg(t, "check", created)
+	formattest.QemuImg(t, "check", created)
 
 	src := filepath.Join(dir, "src.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", src, "10M")
-	qemuIO(t, "qcow2", src, "write -P 0x61 0 1M", "write -P 0x62 5M 4k", "write -z 6M 1M", "write -P 0x63 9M 1M")
+	formattest.QemuImg(t, "create", "-f", "qcow2", src, "10M")
+	formattest.QemuIO(t, "qcow2", src, "write -P 0x61 0 1M", "write -P 0x62 5M 4k", "write -z 6M 1M", "write -P 0x63 9M 1M")
 	dst := filepath.Join(dir, "out.vdi")
 	testutil.MustRun(t, tb, "convert", "-O", "vdi", src, dst)
-	qemuImg(t, "check", "-f", "vdi", dst)
-	qemuImg(t, "compare", "-f", "qcow2", "-F", "vdi", src, dst)
+	formattest.QemuImg(t, "check", "-f", "vdi", dst)
+	formattest.QemuImg(t, "compare", "-f", "qcow2", "-F", "vdi", src, dst)
 	// Only the blocks with data are allocated.
-	wantMap := qemuMap(t, dst, "vdi", 10<<20, 1<<20)
+	wantMap := formattest.QemuMap(t, dst, "vdi", 10<<20, 1<<20)
 	want := "data@0 zero@0 zero@0 zero@0 zero@0 data@0 zero@0 zero@0 zero@0 data@0"
 	if got := strings.Join(wantMap, " "); got != want {
 		t.Fatalf("qemu-img map of the converted vdi: %s, want %s", got, want)
@@ -136,7 +137,7 @@ func TestCreateStatic(t *testing.T) {
 	if err := image.Create(name, "vdi", image.CreateOptions{Size: 3 << 20, Options: map[string]string{"static": "on"}}); err != nil {
 		t.Fatal(err)
 	}
-	qemuImg(t, "check", "-f", "vdi", name)
+	formattest.QemuImg(t, "check", "-f", "vdi", name)
 	compareWithQemu(t, name, 1<<20)
 	d, err := image.Open(name, image.Options{ReadOnly: true})
 	if err != nil {

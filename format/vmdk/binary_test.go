@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -23,30 +24,30 @@ func TestThinblkBinary(t *testing.T) {
 			switch sub {
 			case "streamOptimized":
 				src := filepath.Join(dir, "src.qcow2")
-				qemuImg(t, "create", "-f", "qcow2", src, "4M")
-				qemuIO(t, "qcow2", src, pattern...)
-				qemuImg(t, "convert", "-f", "qcow2", "-O", "vmdk", "-o", "subformat=streamOptimized", src, name)
+				formattest.QemuImg(t, "create", "-f", "qcow2", src, "4M")
+				formattest.QemuIO(t, "qcow2", src, pattern...)
+				formattest.QemuImg(t, "convert", "-f", "qcow2", "-O", "vmdk", "-o", "subformat=streamOptimized", src, name)
 			case "delta":
 				base := filepath.Join(dir, "base.vmdk")
-				qemuImg(t, "create", "-f", "vmdk", base, "4M")
-				qemuIO(t, "vmdk", base, "write -P 0x41 0 1M", "write -P 0x42 3M 1M")
-				qemuImg(t, "create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", name)
-				qemuIO(t, "vmdk", name, pattern...)
+				formattest.QemuImg(t, "create", "-f", "vmdk", base, "4M")
+				formattest.QemuIO(t, "vmdk", base, "write -P 0x41 0 1M", "write -P 0x42 3M 1M")
+				formattest.QemuImg(t, "create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", name)
+				formattest.QemuIO(t, "vmdk", name, pattern...)
 			default:
-				qemuImg(t, "create", "-f", "vmdk", "-o", "subformat="+sub, name, "4M")
-				qemuIO(t, "vmdk", name, pattern...)
+				formattest.QemuImg(t, "create", "-f", "vmdk", "-o", "subformat="+sub, name, "4M")
+				formattest.QemuIO(t, "vmdk", name, pattern...)
 			}
 			raw := filepath.Join(dir, "out.raw")
 			testutil.MustRun(t, tb, "convert", "-O", "raw", name, raw)
-			qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", name, raw)
+			formattest.QemuImg(t, "compare", "-f", "vmdk", "-F", "raw", name, raw)
 
-			var ours []mapRun
+			var ours []formattest.MapRun
 			out := testutil.MustRun(t, tb, "map", "--output=json", name)
 			if err := json.Unmarshal([]byte(out), &ours); err != nil {
 				t.Fatalf("thinblk map: %v\n%s", err, out)
 			}
-			got := classes(t, ours, 4<<20, 64<<10)
-			want := qemuMap(t, name, "vmdk", 4<<20, 64<<10)
+			got := formattest.Classes(t, ours, 4<<20, 64<<10)
+			want := formattest.QemuMap(t, name, "vmdk", 4<<20, 64<<10)
 			if strings.Contains(sub, "Flat") {
 				for i := range got {
 					if want[i] == "data@0" && strings.Contains(got[i], "zero@0") && !strings.Contains(got[i], "hole") {
@@ -71,18 +72,18 @@ func TestTwoGbExtents(t *testing.T) {
 		t.Run(sub, func(t *testing.T) {
 			dir := t.TempDir()
 			name := filepath.Join(dir, "big.vmdk")
-			qemuImg(t, "create", "-f", "vmdk", "-o", "subformat="+sub, name, "2049M")
-			qemuIO(t, "vmdk", name, "write -P 0x71 2047M 2M", "write -P 0x72 0 64k", "write -P 0x73 2048M 100k")
+			formattest.QemuImg(t, "create", "-f", "vmdk", "-o", "subformat="+sub, name, "2049M")
+			formattest.QemuIO(t, "vmdk", name, "write -P 0x71 2047M 2M", "write -P 0x72 0 64k", "write -P 0x73 2048M 100k")
 			raw := filepath.Join(dir, "out.raw")
 			testutil.MustRun(t, tb, "convert", "-O", "raw", name, raw)
-			qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", name, raw)
-			var ours []mapRun
+			formattest.QemuImg(t, "compare", "-f", "vmdk", "-F", "raw", name, raw)
+			var ours []formattest.MapRun
 			out := testutil.MustRun(t, tb, "map", "--output=json", name)
 			if err := json.Unmarshal([]byte(out), &ours); err != nil {
 				t.Fatalf("thinblk map: %v\n%s", err, out)
 			}
-			got := classes(t, ours, size, 1<<20)
-			want := qemuMap(t, name, "vmdk", size, 1<<20)
+			got := formattest.Classes(t, ours, size, 1<<20)
+			want := formattest.QemuMap(t, name, "vmdk", size, 1<<20)
 			if strings.Contains(sub, "Flat") {
 				for i := range got {
 					if want[i] == "data@0" && strings.Contains(got[i], "zero@0") && !strings.Contains(got[i], "hole") {

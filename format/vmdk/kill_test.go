@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -29,7 +30,7 @@ func TestKillThinblkIO(t *testing.T) {
 		name := filepath.Join(dir, "k.vmdk")
 		const size = 16 << 20
 		opts := []string{"zeroed_grain=off", "zeroed_grain=on"}[iter%2]
-		qemuImg(t, "create", "-q", "-f", "vmdk", "-o", opts, name, fmt.Sprint(size))
+		formattest.QemuImg(t, "create", "-q", "-f", "vmdk", "-o", opts, name, fmt.Sprint(size))
 		var cmds []string
 		models := [][]byte{make([]byte, size)}
 		cur := make([]byte, size)
@@ -88,7 +89,7 @@ func TestKillThinblkIO(t *testing.T) {
 			t.Fatalf("iteration %d (%s, killed after %d flushes): qemu-img check: %v\n%s", iter, opts, flushed, err, out)
 		}
 		raw := filepath.Join(dir, "k.raw")
-		qemuImg(t, "convert", "-f", "vmdk", "-O", "raw", name, raw)
+		formattest.QemuImg(t, "convert", "-f", "vmdk", "-O", "raw", name, raw)
 		got, err := os.ReadFile(raw)
 		if err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -32,15 +33,15 @@ func TestReadSubformats(t *testing.T) {
 	for _, sub := range []string{"monolithicSparse", "streamOptimized", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"} {
 		t.Run(sub, func(t *testing.T) {
 			name := filepath.Join(t.TempDir(), "d.vmdk")
-			qemuImg(t, "create", "-f", "vmdk", "-o", "subformat="+sub, name, "4M")
+			formattest.QemuImg(t, "create", "-f", "vmdk", "-o", "subformat="+sub, name, "4M")
 			if sub == "streamOptimized" {
 				// qemu writes streamOptimized only sequentially: convert.
 				src := filepath.Join(t.TempDir(), "src.qcow2")
-				qemuImg(t, "create", "-f", "qcow2", src, "4M")
-				qemuIO(t, "qcow2", src, pattern...)
-				qemuImg(t, "convert", "-f", "qcow2", "-O", "vmdk", "-o", "subformat=streamOptimized", src, name)
+				formattest.QemuImg(t, "create", "-f", "qcow2", src, "4M")
+				formattest.QemuIO(t, "qcow2", src, pattern...)
+				formattest.QemuImg(t, "convert", "-f", "qcow2", "-O", "vmdk", "-o", "subformat=streamOptimized", src, name)
 			} else {
-				qemuIO(t, "vmdk", name, pattern...)
+				formattest.QemuIO(t, "vmdk", name, pattern...)
 			}
 			compareWithQemu(t, name, 64<<10, strings.Contains(sub, "Flat"))
 		})
@@ -51,8 +52,8 @@ func TestReadSubformats(t *testing.T) {
 // which we must report as Zero (not data, not a hole).
 func TestZeroedGrains(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "z.vmdk")
-	qemuImg(t, "create", "-f", "vmdk", "-o", "zeroed_grain=on", name, "4M")
-	qemuIO(t, "vmdk", name, pattern...)
+	formattest.QemuImg(t, "create", "-f", "vmdk", "-o", "zeroed_grain=on", name, "4M")
+	formattest.QemuIO(t, "vmdk", name, pattern...)
 	compareWithQemu(t, name, 64<<10, false)
 	d, err := image.Open(name, image.Options{ReadOnly: true})
 	if err != nil {
@@ -79,8 +80,8 @@ func TestDescriptorExtents(t *testing.T) {
 		t.Fatal(err)
 	}
 	sparse := filepath.Join(dir, "sparse.vmdk")
-	qemuImg(t, "create", "-f", "vmdk", sparse, "2M")
-	qemuIO(t, "vmdk", sparse, "write -P 0x5a 64k 64k", "write -P 0x5b 1M 4k")
+	formattest.QemuImg(t, "create", "-f", "vmdk", sparse, "2M")
+	formattest.QemuIO(t, "vmdk", sparse, "write -P 0x5a 64k 64k", "write -P 0x5b 1M 4k")
 	head := "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"twoGbMaxExtentSparse\"\n\n# Extent description\n"
 	tail := "\n# The Disk Data Base\n#DDB\nddb.adapterType = \"ide\"\n"
 	// qemu reads RW FLAT and SPARSE extents (it skips ZERO and RDONLY lines).
@@ -141,11 +142,11 @@ func TestDescriptorExtents(t *testing.T) {
 func TestParentChain(t *testing.T) {
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base.vmdk")
-	qemuImg(t, "create", "-f", "vmdk", base, "4M")
-	qemuIO(t, "vmdk", base, "write -P 0x41 0 1M", "write -P 0x42 3M 1M")
+	formattest.QemuImg(t, "create", "-f", "vmdk", base, "4M")
+	formattest.QemuIO(t, "vmdk", base, "write -P 0x41 0 1M", "write -P 0x42 3M 1M")
 	top := filepath.Join(dir, "top.vmdk")
-	qemuImg(t, "create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", top)
-	qemuIO(t, "vmdk", top, "write -P 0x43 512k 64k", "write -z 3M 128k")
+	formattest.QemuImg(t, "create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", top)
+	formattest.QemuIO(t, "vmdk", top, "write -P 0x43 512k 64k", "write -z 3M 128k")
 	compareWithQemu(t, top, 64<<10, false)
 
 	d, err := image.Open(top, image.Options{ReadOnly: true})
@@ -178,9 +179,9 @@ func TestParentChain(t *testing.T) {
 func TestReadOnly(t *testing.T) {
 	dir := t.TempDir()
 	sparse := filepath.Join(dir, "r.vmdk")
-	qemuImg(t, "create", "-f", "vmdk", sparse, "1M")
+	formattest.QemuImg(t, "create", "-f", "vmdk", sparse, "1M")
 	flat := filepath.Join(dir, "f.vmdk")
-	qemuImg(t, "create", "-f", "vmdk", "-o", "subformat=monolithicFlat", flat, "1M")
+	formattest.QemuImg(t, "create", "-f", "vmdk", "-o", "subformat=monolithicFlat", flat, "1M")
 	for _, c := range []struct {
 		name string
 		o    image.Options
@@ -208,13 +209,13 @@ func TestConcurrentReads(t *testing.T) {
 	seed := testutil.Seed(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", src, "4M")
-	qemuIO(t, "qcow2", src, pattern...)
+	formattest.QemuImg(t, "create", "-f", "qcow2", src, "4M")
+	formattest.QemuIO(t, "qcow2", src, pattern...)
 	for _, sub := range []string{"streamOptimized", "monolithicSparse"} {
 		name := filepath.Join(dir, sub+".vmdk")
-		qemuImg(t, "convert", "-f", "qcow2", "-O", "vmdk", "-o", "subformat="+sub, src, name)
+		formattest.QemuImg(t, "convert", "-f", "qcow2", "-O", "vmdk", "-o", "subformat="+sub, src, name)
 		raw := filepath.Join(dir, sub+".raw")
-		qemuImg(t, "convert", "-f", "vmdk", "-O", "raw", name, raw)
+		formattest.QemuImg(t, "convert", "-f", "vmdk", "-O", "raw", name, raw)
 		want, err := os.ReadFile(raw)
 		if err != nil {
 			t.Fatal(err)

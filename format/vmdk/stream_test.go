@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -71,8 +72,8 @@ func TestStreamWriterRandom(t *testing.T) {
 	if err := os.WriteFile(ref, model, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	qemuImg(t, "check", "-f", "vmdk", name)
-	qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", name, ref)
+	formattest.QemuImg(t, "check", "-f", "vmdk", name)
+	formattest.QemuImg(t, "compare", "-f", "vmdk", "-F", "raw", name, ref)
 	compareWithQemu(t, name, 64<<10, false)
 	// Opened again writable, a disk with grains is read-only.
 	d, err = image.Open(name, image.Options{})
@@ -128,11 +129,11 @@ func TestStreamEmpty(t *testing.T) {
 	if err := image.Create(name, "vmdk", image.CreateOptions{Size: 3<<20 + 1, Options: streamOpts}); err != nil {
 		t.Fatal(err)
 	}
-	out := qemuImg(t, "info", name)
+	out := formattest.QemuImg(t, "info", name)
 	if !strings.Contains(out, "(3146240 bytes)") || !strings.Contains(out, "streamOptimized") {
 		t.Fatalf("qemu-img info:\n%s", out)
 	}
-	qemuImg(t, "check", name)
+	formattest.QemuImg(t, "check", name)
 	compareWithQemu(t, name, 64<<10, false)
 	if err := image.Create(name, "vmdk", image.CreateOptions{Size: 1 << 20, Options: map[string]string{"subformat": "monolithicFlat"}}); !errors.Is(err, block.ErrNotSupported) {
 		t.Fatalf("create monolithicFlat = %v, want ErrNotSupported", err)
@@ -146,22 +147,22 @@ func TestThinblkConvertStream(t *testing.T) {
 	tb := testutil.Thinblk(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", src, "6M")
-	qemuIO(t, "qcow2", src, "write -P 0x61 0 1M", "write -P 0x62 3M 4k", "write -z 4M 1M", "write -P 0x63 5M 100k")
+	formattest.QemuImg(t, "create", "-f", "qcow2", src, "6M")
+	formattest.QemuIO(t, "qcow2", src, "write -P 0x61 0 1M", "write -P 0x62 3M 4k", "write -z 4M 1M", "write -P 0x63 5M 100k")
 	dst := filepath.Join(dir, "out.vmdk")
 	testutil.MustRun(t, tb, "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", src, dst)
-	qemuImg(t, "check", "-f", "vmdk", dst)
-	qemuImg(t, "compare", "-f", "qcow2", "-F", "vmdk", src, dst)
+	formattest.QemuImg(t, "check", "-f", "vmdk", dst)
+	formattest.QemuImg(t, "compare", "-f", "qcow2", "-F", "vmdk", src, dst)
 	back := filepath.Join(dir, "back.raw")
-	qemuImg(t, "convert", "-f", "vmdk", "-O", "raw", dst, back)
-	qemuImg(t, "compare", "-f", "qcow2", "-F", "raw", src, back)
+	formattest.QemuImg(t, "convert", "-f", "vmdk", "-O", "raw", dst, back)
+	formattest.QemuImg(t, "compare", "-f", "qcow2", "-F", "raw", src, back)
 	// Only the grains with data are stored.
-	got := qemuMap(t, dst, "vmdk", 6<<20, 1<<20)
+	got := formattest.QemuMap(t, dst, "vmdk", 6<<20, 1<<20)
 	if s := strings.Join(got, " "); s != "data@0 hole hole data@0+hole hole data@0+hole" {
 		t.Fatalf("qemu-img map at 1 MiB: %s", s)
 	}
 	testutil.MustRun(t, tb, "convert", "-O", "vmdk", "-c", "-o", "subformat=streamOptimized", src, dst+"2")
-	qemuImg(t, "compare", "-f", "qcow2", "-F", "vmdk", src, dst+"2")
+	formattest.QemuImg(t, "compare", "-f", "qcow2", "-F", "vmdk", src, dst+"2")
 }
 
 // TestStreamFlushMidGrain: a Flush in the middle of a grain leaves a
@@ -188,7 +189,7 @@ func TestStreamFlushMidGrain(t *testing.T) {
 	must(d.Flush())
 	// The file is complete now: qemu-img reads the first 4 KiB.
 	mid := filepath.Join(dir, "mid.raw")
-	qemuImg(t, "convert", "-U", "-f", "vmdk", "-O", "raw", name, mid)
+	formattest.QemuImg(t, "convert", "-U", "-f", "vmdk", "-O", "raw", name, mid)
 	if b, err := os.ReadFile(mid); err != nil || b[0] != 1 || b[4095] != 1 || b[4096] != 0 {
 		t.Fatalf("disk after a mid-grain flush: %v", err)
 	}
@@ -203,7 +204,7 @@ func TestStreamFlushMidGrain(t *testing.T) {
 	copy(model[4096:], bytes.Repeat([]byte{2}, 4096))
 	ref := filepath.Join(dir, "model.raw")
 	must(os.WriteFile(ref, model, 0o644))
-	qemuImg(t, "check", "-f", "vmdk", name)
-	qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", name, ref)
+	formattest.QemuImg(t, "check", "-f", "vmdk", name)
+	formattest.QemuImg(t, "compare", "-f", "vmdk", "-F", "raw", name, ref)
 	compareWithQemu(t, name, 64<<10, false)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/block/blocktest"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -59,7 +60,7 @@ func TestSparseWriteRandom(t *testing.T) {
 	if err := image.Create(base, "vmdk", image.CreateOptions{Size: size}); err != nil {
 		t.Fatal(err)
 	}
-	qemuIO(t, "vmdk", base, "write -P 0x41 0 1M", "write -P 0x42 3M 2M")
+	formattest.QemuIO(t, "vmdk", base, "write -P 0x41 0 1M", "write -P 0x42 3M 2M")
 	if err := image.Create(top, "vmdk", image.CreateOptions{Backing: "base.vmdk", BackingFormat: "vmdk", Options: map[string]string{"zeroed_grain": "on"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +109,8 @@ func TestSparseWriteRandom(t *testing.T) {
 	if err := os.WriteFile(ref, model, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	qemuImg(t, "check", "-f", "vmdk", top)
-	qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", top, ref)
+	formattest.QemuImg(t, "check", "-f", "vmdk", top)
+	formattest.QemuImg(t, "compare", "-f", "vmdk", "-F", "raw", top, ref)
 	compareWithQemu(t, top, 64<<10, false)
 }
 
@@ -120,14 +121,14 @@ func TestThinblkConvertSparse(t *testing.T) {
 	tb := testutil.Thinblk(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", src, "6M")
-	qemuIO(t, "qcow2", src, "write -P 0x61 0 1M", "write -P 0x62 3M 4k", "write -z 4M 1M", "write -P 0x63 5M 100k")
+	formattest.QemuImg(t, "create", "-f", "qcow2", src, "6M")
+	formattest.QemuIO(t, "qcow2", src, "write -P 0x61 0 1M", "write -P 0x62 3M 4k", "write -z 4M 1M", "write -P 0x63 5M 100k")
 	dst := filepath.Join(dir, "out.vmdk")
 	testutil.MustRun(t, tb, "convert", "-O", "vmdk", src, dst)
-	qemuImg(t, "check", "-f", "vmdk", dst)
-	qemuImg(t, "compare", "-f", "qcow2", "-F", "vmdk", src, dst)
+	formattest.QemuImg(t, "check", "-f", "vmdk", dst)
+	formattest.QemuImg(t, "compare", "-f", "qcow2", "-F", "vmdk", src, dst)
 	compareWithQemu(t, dst, 64<<10, false)
-	got := qemuMap(t, dst, "vmdk", 6<<20, 1<<20)
+	got := formattest.QemuMap(t, dst, "vmdk", 6<<20, 1<<20)
 	if s := fmt.Sprint(got); s != "[data@0 hole hole data@0+hole hole data@0+hole]" {
 		t.Fatalf("qemu-img map at 1 MiB: %s", s)
 	}
@@ -137,7 +138,7 @@ func TestThinblkConvertSparse(t *testing.T) {
 // redundant grain directory, updates both sets of grain tables alike.
 func TestRedundantTables(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "r.vmdk")
-	qemuImg(t, "create", "-f", "vmdk", name, "70M")
+	formattest.QemuImg(t, "create", "-f", "vmdk", name, "70M")
 	d, err := image.Open(name, image.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -177,5 +178,5 @@ func TestRedundantTables(t *testing.T) {
 	if used != 2 {
 		t.Fatalf("%d grain tables have entries, want 2", used)
 	}
-	qemuImg(t, "check", name)
+	formattest.QemuImg(t, "check", name)
 }

@@ -1,0 +1,105 @@
+// Package formattest holds the helpers the format packages' tests share:
+// running qemu-img and qemu-io, and comparing allocation maps with
+// qemu-img map's at a format's grain.
+package formattest
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/internal/testutil"
+)
+
+// QemuImg runs qemu-img and fails the test on a non-zero exit.
+func QemuImg(t *testing.T, args ...string) string {
+	t.Helper()
+	testutil.NeedTool(t, "qemu-img")
+	return testutil.MustRun(t, "qemu-img", args...)
+}
+
+// QemuIO runs qemu-io commands on an image of format f.
+func QemuIO(t *testing.T, f, name string, cmds ...string) {
+	t.Helper()
+	testutil.NeedTool(t, "qemu-io")
+	args := []string{"-f", f}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	testutil.MustRun(t, "qemu-io", append(args, name)...)
+}
+
+// MapRun is one run of qemu-img map --output=json, or of ours.
+type MapRun struct {
+	Start   int64 `json:"start"`
+	Length  int64 `json:"length"`
+	Depth   int   `json:"depth"`
+	Present bool  `json:"present"`
+	Zero    bool  `json:"zero"`
+	Data    bool  `json:"data"`
+}
+
+// Class names what a byte is in a map: "data", "zero" (present, reads
+// zero), "hole" (not present anywhere), with the depth of present runs.
+func (r MapRun) Class() string {
+	switch {
+	case r.Data:
+		return fmt.Sprintf("data@%d", r.Depth)
+	case r.Present:
+		return fmt.Sprintf("zero@%d", r.Depth)
+	default:
+		return "hole"
+	}
+}
+
+// QemuMap returns qemu-img map's runs as Classes per unit bytes.
+func QemuMap(t *testing.T, name, format string, size, unit int64) []string {
+	t.Helper()
+	out := QemuImg(t, "map", "--output=json", "-f", format, name)
+	var runs []MapRun
+	if err := json.Unmarshal([]byte(out), &runs); err != nil {
+		t.Fatalf("qemu-img map: %v\n%s", err, out)
+	}
+	return Classes(t, runs, size, unit)
+}
+
+// OurMap walks block.ChainStatus over d and returns Classes per unit.
+func OurMap(t *testing.T, d block.Driver, unit int64) []string {
+	t.Helper()
+	var runs []MapRun
+	for off := int64(0); off < d.Size(); {
+		e, err := block.ChainStatus(d, off, d.Size()-off, nil)
+		if err != nil {
+			t.Fatalf("ChainStatus at %d: %v", off, err)
+		}
+		if e.Off != off || e.Len <= 0 {
+			t.Fatalf("ChainStatus at %d returned run %d+%d", off, e.Off, e.Len)
+		}
+		runs = append(runs, MapRun{Start: e.Off, Length: e.Len, Depth: e.Depth,
+			Present: e.Status.Present(), Zero: e.Status&block.Zero != 0, Data: e.Status&block.Data != 0})
+		off = e.End()
+	}
+	return Classes(t, runs, d.Size(), unit)
+}
+
+// Classes spreads runs over units of unit bytes: one class per unit, "a+b"
+// where a unit is split between classes.
+func Classes(t *testing.T, runs []MapRun, size, unit int64) []string {
+	t.Helper()
+	out := make([]string, (size+unit-1)/unit)
+	for _, r := range runs {
+		for o := r.Start; o < r.Start+r.Length; o += unit {
+			i := o / unit
+			if i >= int64(len(out)) {
+				t.Fatalf("map run %+v past the size %d", r, size)
+			}
+			c := r.Class()
+			if out[i] != "" && out[i] != c {
+				c = out[i] + "+" + c // a unit split between Classes
+			}
+			out[i] = c
+		}
+	}
+	return out
+}
