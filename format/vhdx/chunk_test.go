@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -24,13 +25,13 @@ func TestChunkInterleave(t *testing.T) {
 	dir := t.TempDir()
 
 	theirs := filepath.Join(dir, "theirs.vhdx")
-	runCmd(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", "block_size=256M", theirs, fmt.Sprint(size))
+	formattest.RunCmd(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", "block_size=256M", theirs, fmt.Sprint(size))
 	args := []string{"-f", "vhdx"}
 	for i, b := range blocks {
 		args = append(args, "-c", fmt.Sprintf("write -P 0x%02x %d 64k", 0x10+i, b*bs+bs/2))
 	}
-	runCmd(t, "qemu-io", append(args, theirs)...)
-	d := openImage(t, theirs, "vhdx")
+	formattest.RunCmd(t, "qemu-io", append(args, theirs)...)
+	d := formattest.OpenImage(t, theirs, "vhdx")
 	buf := make([]byte, 64<<10)
 	for i, b := range blocks {
 		if err := d.Pread(buf, b*bs+bs/2); err != nil {
@@ -76,8 +77,8 @@ func TestChunkInterleave(t *testing.T) {
 		args = append(args, "-c", fmt.Sprintf("read -P 0x%02x %d 64k", 0x20+i, b*bs+bs/2),
 			"-c", fmt.Sprintf("read -P 0 %d 64k", b*bs))
 	}
-	runCmd(t, "qemu-io", append(args, ours)...) // fails on a pattern mismatch
-	runCmd(t, "qemu-img", "check", "-f", "vhdx", ours)
+	formattest.RunCmd(t, "qemu-io", append(args, ours)...) // fails on a pattern mismatch
+	formattest.RunCmd(t, "qemu-img", "check", "-f", "vhdx", ours)
 }
 
 // TestLogicalSector4K: an image with 4 KiB logical sectors (chunk ratio
@@ -111,7 +112,7 @@ func TestLogicalSector4K(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r := openImage(t, name, "")
+	r := formattest.OpenImage(t, name, "")
 	got := make([]byte, 3*4096)
 	if err := r.Pread(got, 40<<20); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -58,11 +59,11 @@ func TestDifferencing(t *testing.T) {
 	dir := t.TempDir()
 	const size, bs = 8 << 20, 1 << 20
 	parent := filepath.Join(dir, "parent.vhdx")
-	runCmd(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", "block_size=1M", parent, "8M")
-	runCmd(t, "qemu-io", "-f", "vhdx", "-c", "write -P 0x77 0 8M", parent)
-	want := qemuRaw(t, parent, "vhdx")
+	formattest.RunCmd(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", "block_size=1M", parent, "8M")
+	formattest.RunCmd(t, "qemu-io", "-f", "vhdx", "-c", "write -P 0x77 0 8M", parent)
+	want := formattest.QemuRaw(t, parent, "vhdx")
 
-	pimg := openImage(t, parent, "vhdx")
+	pimg := formattest.OpenImage(t, parent, "vhdx")
 	pv, _ := block.As[*Image](pimg)
 	linkage := "{" + strings.ToUpper(pv.header.DataWriteGUID.String()) + "}"
 	b, g, batOff := buildImage(t, CreateParams{Size: size, BlockSize: bs, LogSize: mib, Subformat: "dynamic", parent: `.\parent.vhdx`, parentLinkage: linkage})
@@ -105,8 +106,8 @@ func TestDifferencing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d := openImage(t, name, "")
-	if i := firstDiff(readAll(t, d), want); i >= 0 {
+	d := formattest.OpenImage(t, name, "")
+	if i := firstDiff(formattest.ReadAll(t, d), want); i >= 0 {
 		t.Fatalf("content differs at byte %d", i)
 	}
 	if bf, ok := block.As[image.BackingFiler](d); !ok {
@@ -130,7 +131,7 @@ func TestDifferencing(t *testing.T) {
 		t.Fatal("a differencing image claims to be writable")
 	}
 	// A parent written after the child was made is refused, unless asked.
-	runCmd(t, "qemu-io", "-f", "vhdx", "-c", "write -P 0x78 0 4k", parent)
+	formattest.RunCmd(t, "qemu-io", "-f", "vhdx", "-c", "write -P 0x78 0 4k", parent)
 	if _, err := image.Open(name, image.Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "parent_linkage") {
 		t.Fatalf("open over a changed parent: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -39,7 +40,7 @@ func qemuIO(t *testing.T, name, format string, ops []ioOp) {
 			args = append(args, "-c", fmt.Sprintf("write -P 0x%02x %d %d", op.pat, op.off, op.n))
 		}
 	}
-	runCmd(t, "qemu-io", append(args, name)...)
+	formattest.RunCmd(t, "qemu-io", append(args, name)...)
 }
 
 // TestQemuImages reads images qemu-img made and qemu-io filled: content
@@ -61,15 +62,15 @@ func TestQemuImages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			name := filepath.Join(t.TempDir(), "img.vhdx")
-			runCmd(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", tc.opts, name, fmt.Sprint(tc.size))
+			formattest.RunCmd(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", tc.opts, name, fmt.Sprint(tc.size))
 			ops := randomOps(rng, tc.size)
 			qemuIO(t, name, "vhdx", ops)
-			want := qemuRaw(t, name, "vhdx")
-			d := openImage(t, name, "")
+			want := formattest.QemuRaw(t, name, "vhdx")
+			d := formattest.OpenImage(t, name, "")
 			if d.Size() != int64(len(want)) {
 				t.Fatalf("size %d, qemu-img says %d", d.Size(), len(want))
 			}
-			if i := firstDiff(readAll(t, d), want); i >= 0 {
+			if i := firstDiff(formattest.ReadAll(t, d), want); i >= 0 {
 				t.Fatalf("content differs from qemu-img convert at byte %d", i)
 			}
 			var model []span
@@ -88,8 +89,8 @@ func TestQemuImages(t *testing.T) {
 			// Through the CLI: thinblk convert -O raw is identical for
 			// qemu-img compare.
 			out := filepath.Join(t.TempDir(), "out.raw")
-			runCmd(t, testutil.Thinblk(t), "convert", "-O", "raw", name, out)
-			runCmd(t, "qemu-img", "compare", "-f", "vhdx", "-F", "raw", name, out)
+			formattest.RunCmd(t, testutil.Thinblk(t), "convert", "-O", "raw", name, out)
+			formattest.RunCmd(t, "qemu-img", "compare", "-f", "vhdx", "-F", "raw", name, out)
 		})
 	}
 }

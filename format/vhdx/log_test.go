@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -105,7 +106,7 @@ func TestLogReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := readAll(t, d)
+	got := formattest.ReadAll(t, d)
 	d.Close()
 	if i := firstDiff(got, want); i >= 0 {
 		t.Fatalf("replayed content differs at %d", i)
@@ -117,12 +118,12 @@ func TestLogReplay(t *testing.T) {
 		t.Fatal("replay-log opened read-write")
 	}
 	// qemu-img replays the log into the file; then it reads the same.
-	runCmd(t, "qemu-img", "check", "-r", "all", "-f", "vhdx", name)
-	if i := firstDiff(qemuRaw(t, name, "vhdx"), want); i >= 0 {
+	formattest.RunCmd(t, "qemu-img", "check", "-r", "all", "-f", "vhdx", name)
+	if i := firstDiff(formattest.QemuRaw(t, name, "vhdx"), want); i >= 0 {
 		t.Fatalf("qemu-img's replay reads differently at %d", i)
 	}
-	d2 := openImage(t, name, "")
-	if i := firstDiff(readAll(t, d2), want); i >= 0 {
+	d2 := formattest.OpenImage(t, name, "")
+	if i := firstDiff(formattest.ReadAll(t, d2), want); i >= 0 {
 		t.Fatalf("after qemu's replay content differs at %d", i)
 	}
 }

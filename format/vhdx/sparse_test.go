@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -46,13 +47,13 @@ func TestSparseLargeImage(t *testing.T) {
 	bin := testutil.Thinblk(t)
 	out := filepath.Join(dir, "big.raw")
 	start := time.Now()
-	runCmd(t, bin, "convert", "-O", "raw", name, out)
+	formattest.RunCmd(t, bin, "convert", "-O", "raw", name, out)
 	took := time.Since(start)
 	var info struct {
 		VirtualSize int64 `json:"virtual-size"`
 		ActualSize  int64 `json:"actual-size"`
 	}
-	if err := json.Unmarshal(runCmd(t, "qemu-img", "info", "-f", "raw", "--output=json", out), &info); err != nil {
+	if err := json.Unmarshal(formattest.RunCmd(t, "qemu-img", "info", "-f", "raw", "--output=json", out), &info); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("convert of 8 GiB with 3 MiB of data: %v, output uses %d bytes", took, info.ActualSize)

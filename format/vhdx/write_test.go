@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 	"github.com/thinblk/thinblk/protocol/mem"
 )
@@ -59,7 +60,7 @@ func TestWriteQemuChecks(t *testing.T) {
 			if err := d.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			if i := firstDiff(readAll(t, d), model); i >= 0 {
+			if i := firstDiff(formattest.ReadAll(t, d), model); i >= 0 {
 				t.Fatalf("read back differs at %d", i)
 			}
 			d.Close()
@@ -67,9 +68,9 @@ func TestWriteQemuChecks(t *testing.T) {
 			if err := os.WriteFile(ref, model, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			runCmd(t, "qemu-img", "check", "-f", "vhdx", name)
-			runCmd(t, "qemu-img", "compare", "-f", "vhdx", "-F", "raw", name, ref)
-			if i := firstDiff(qemuRaw(t, name, "vhdx"), model); i >= 0 {
+			formattest.RunCmd(t, "qemu-img", "check", "-f", "vhdx", name)
+			formattest.RunCmd(t, "qemu-img", "compare", "-f", "vhdx", "-F", "raw", name, ref)
+			if i := firstDiff(formattest.QemuRaw(t, name, "vhdx"), model); i >= 0 {
 				t.Fatalf("qemu-img reads a difference at %d", i)
 			}
 		})
@@ -82,14 +83,14 @@ func TestConvertCLI(t *testing.T) {
 	bin := testutil.Thinblk(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
-	runCmd(t, "qemu-img", "create", "-q", "-f", "qcow2", src, "20M")
-	runCmd(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", "-c", "write -P 0x22 9M 100k", "-c", "write -P 0x33 19M 1M", src)
+	formattest.RunCmd(t, "qemu-img", "create", "-q", "-f", "qcow2", src, "20M")
+	formattest.RunCmd(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", "-c", "write -P 0x22 9M 100k", "-c", "write -P 0x33 19M 1M", src)
 	out := filepath.Join(dir, "out.vhdx")
-	runCmd(t, bin, "convert", "-f", "qcow2", "-O", "vhdx", "-o", "block_size=1M", src, out)
-	runCmd(t, "qemu-img", "check", "-f", "vhdx", out)
-	runCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "vhdx", src, out)
+	formattest.RunCmd(t, bin, "convert", "-f", "qcow2", "-O", "vhdx", "-o", "block_size=1M", src, out)
+	formattest.RunCmd(t, "qemu-img", "check", "-f", "vhdx", out)
+	formattest.RunCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "vhdx", src, out)
 	// Sparse: 2 MiB + 100 KiB of data in 3 blocks of 1 MiB.
-	d := openImage(t, out, "")
+	d := formattest.OpenImage(t, out, "")
 	var data int64
 	for _, s := range ourMap(t, d) {
 		if s.Data {
@@ -100,9 +101,9 @@ func TestConvertCLI(t *testing.T) {
 		t.Errorf("converted image maps %d bytes of data, want %d", data, 3<<20)
 	}
 	back := filepath.Join(dir, "back.raw")
-	runCmd(t, bin, "convert", "-O", "raw", out, back)
-	runCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", src, back)
-	info := string(runCmd(t, bin, "info", out))
+	formattest.RunCmd(t, bin, "convert", "-O", "raw", out, back)
+	formattest.RunCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", src, back)
+	info := string(formattest.RunCmd(t, bin, "info", out))
 	for _, want := range []string{"file format: vhdx", "subformat: dynamic", "block size: 1048576"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("thinblk info lacks %q:\n%s", want, info)

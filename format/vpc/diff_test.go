@@ -12,6 +12,7 @@ import (
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -107,9 +108,9 @@ func TestDifferencing(t *testing.T) {
 	dir := t.TempDir()
 	const size, bs = 8 << 20, 1 << 20
 	parent := filepath.Join(dir, "parent.vhd")
-	runCmd(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", "force_size=on", parent, fmt.Sprint(size))
-	runCmd(t, "qemu-io", "-f", "vpc", "-c", "write -P 0x77 0 8M", parent)
-	parentBytes := qemuRaw(t, parent, "vpc")
+	formattest.RunCmd(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", "force_size=on", parent, fmt.Sprint(size))
+	formattest.RunCmd(t, "qemu-io", "-f", "vpc", "-c", "write -P 0x77 0 8M", parent)
+	parentBytes := formattest.QemuRaw(t, parent, "vpc")
 
 	blocks := map[int64]testBlock{}
 	want := append([]byte(nil), parentBytes...)
@@ -136,8 +137,8 @@ func TestDifferencing(t *testing.T) {
 	if err := os.WriteFile(child, buildDynamic(size, bs, blocks, "parent.vhd", locs), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := openImage(t, child, "")
-	if i := firstDiff(readAll(t, d), want); i >= 0 {
+	d := formattest.OpenImage(t, child, "")
+	if i := firstDiff(formattest.ReadAll(t, d), want); i >= 0 {
 		t.Fatalf("content differs at byte %d", i)
 	}
 	if bf, ok := block.As[image.BackingFiler](d); !ok {
@@ -163,7 +164,7 @@ func TestDifferencing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nb.Close()
-	got := readAll(t, nb)
+	got := formattest.ReadAll(t, nb)
 	for s := int64(0); s < size/512; s++ {
 		w := make([]byte, 512)
 		if childSectors[s] {
@@ -179,16 +180,16 @@ func TestDifferencing(t *testing.T) {
 	if err := os.WriteFile(child, buildDynamic(size, bs, blocks, "parent.vhd", locs), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d2 := openImage(t, child, "")
-	if i := firstDiff(readAll(t, d2), want); i >= 0 {
+	d2 := formattest.OpenImage(t, child, "")
+	if i := firstDiff(formattest.ReadAll(t, d2), want); i >= 0 {
 		t.Fatalf("content via the Unicode name differs at byte %d", i)
 	}
 	// The parent's unique ID is checked when the child records one.
-	pv, _ := block.As[*Image](openImage(t, parent, "vpc"))
+	pv, _ := block.As[*Image](formattest.OpenImage(t, parent, "vpc"))
 	if err := os.WriteFile(child, buildDynamicID(size, bs, blocks, "parent.vhd", locs, pv.footer.UniqueID), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	openImage(t, child, "")
+	formattest.OpenImage(t, child, "")
 	if err := os.WriteFile(child, buildDynamicID(size, bs, blocks, "parent.vhd", locs, [16]byte{1}), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -225,8 +226,8 @@ func TestDynamicPartialBitmap(t *testing.T) {
 	if err := os.WriteFile(name, buildDynamic(size, bs, map[int64]testBlock{1: {bm, data}}, "", nil), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := openImage(t, name, "")
-	got := readAll(t, d)
+	d := formattest.OpenImage(t, name, "")
+	got := formattest.ReadAll(t, d)
 	for s := int64(0); s < size/512; s++ {
 		want := byte(0)
 		if s == bs/512 || s == bs/512+2 {

@@ -3,65 +3,12 @@ package vpc
 import (
 	"bytes"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
 	_ "github.com/thinblk/thinblk/format/raw"
-	"github.com/thinblk/thinblk/image"
-	"github.com/thinblk/thinblk/internal/testutil"
+	"github.com/thinblk/thinblk/internal/formattest"
 )
-
-// runCmd runs a command and fails the test with its output on error.
-func runCmd(t *testing.T, name string, args ...string) []byte {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-	}
-	return out
-}
-
-// openImage opens name read-only with the given format ("" probes).
-func openImage(t *testing.T, name, format string) block.Driver {
-	t.Helper()
-	d, err := image.Open(name, image.Options{Format: format, ReadOnly: true})
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-// readAll reads the whole guest content of d.
-func readAll(t *testing.T, d block.Driver) []byte {
-	t.Helper()
-	b := make([]byte, d.Size())
-	for off := int64(0); off < d.Size(); {
-		n := min(d.Size()-off, 1<<20+512) // odd chunk size: crosses blocks
-		if err := d.Pread(b[off:off+n], off); err != nil {
-			t.Fatalf("pread %d+%d: %v", off, n, err)
-		}
-		off += n
-	}
-	return b
-}
-
-// qemuRaw converts name (format fmt) to raw with qemu-img and returns the
-// bytes.
-func qemuRaw(t *testing.T, name, format string) []byte {
-	t.Helper()
-	testutil.NeedTool(t, "qemu-img")
-	out := filepath.Join(t.TempDir(), "ref.raw")
-	runCmd(t, "qemu-img", "convert", "-f", format, "-O", "raw", name, out)
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // span is a run of guest bytes, whether it holds data and whether it is
 // present (allocated) in the chain.
@@ -74,7 +21,7 @@ type span struct {
 // qemuMap returns qemu-img map's data/no-data runs, merged.
 func qemuMap(t *testing.T, name, format string) []span {
 	t.Helper()
-	out := runCmd(t, "qemu-img", "map", "--output=json", "-f", format, name)
+	out := formattest.RunCmd(t, "qemu-img", "map", "--output=json", "-f", format, name)
 	var ents []struct {
 		Start, Length int64
 		Data, Present bool
@@ -92,7 +39,7 @@ func qemuMap(t *testing.T, name, format string) []span {
 // cliMap returns thinblk map's data/present runs, merged.
 func cliMap(t *testing.T, bin, name string) []span {
 	t.Helper()
-	out := runCmd(t, bin, "map", "--output=json", "-f", "vpc", name)
+	out := formattest.RunCmd(t, bin, "map", "--output=json", "-f", "vpc", name)
 	var ents []struct {
 		Start, Length int64
 		Data, Present bool

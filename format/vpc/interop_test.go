@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -25,7 +26,7 @@ func qemuIOPattern(t *testing.T, name, format string, size int64, rng *rand.Rand
 		}
 	}
 	args = append(args, "-c", fmt.Sprintf("write -P 0x5a %d 4096", size-4096), name)
-	runCmd(t, "qemu-io", args...)
+	formattest.RunCmd(t, "qemu-io", args...)
 }
 
 // TestQemuImages reads images qemu-img made and qemu-io filled, and
@@ -45,14 +46,14 @@ func TestQemuImages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			name := filepath.Join(t.TempDir(), "img.vhd")
-			runCmd(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", tc.opts, name, fmt.Sprint(tc.size))
+			formattest.RunCmd(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", tc.opts, name, fmt.Sprint(tc.size))
 			qemuIOPattern(t, name, "vpc", tc.size, rng)
-			want := qemuRaw(t, name, "vpc")
-			d := openImage(t, name, "vpc")
+			want := formattest.QemuRaw(t, name, "vpc")
+			d := formattest.OpenImage(t, name, "vpc")
 			if d.Size() != int64(len(want)) {
 				t.Fatalf("size %d, qemu-img says %d", d.Size(), len(want))
 			}
-			if i := firstDiff(readAll(t, d), want); i >= 0 {
+			if i := firstDiff(formattest.ReadAll(t, d), want); i >= 0 {
 				t.Fatalf("content differs from qemu-img convert at byte %d", i)
 			}
 			// qemu-img reports a fixed image as all data; ours reports the
@@ -68,8 +69,8 @@ func TestQemuImages(t *testing.T) {
 			// for qemu-img compare, and thinblk map agrees with qemu-img map.
 			bin := testutil.Thinblk(t)
 			out := filepath.Join(t.TempDir(), "out.raw")
-			runCmd(t, bin, "convert", "-f", "vpc", "-O", "raw", name, out)
-			runCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", name, out)
+			formattest.RunCmd(t, bin, "convert", "-f", "vpc", "-O", "raw", name, out)
+			formattest.RunCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", name, out)
 			if tc.opts == "subformat=dynamic" {
 				if got, want := cliMap(t, bin, name), qemuMap(t, name, "vpc"); !equalSpans(got, want) {
 					t.Fatalf("thinblk map differs:\n ours %v\n qemu %v", got, want)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
 	"github.com/thinblk/thinblk/protocol/mem"
 )
@@ -34,8 +35,8 @@ func TestCreateSizeLikeQemu(t *testing.T) {
 			if err := image.Create(ours, "vpc", image.CreateOptions{Size: size, Options: o}); err != nil {
 				t.Fatal(err)
 			}
-			runCmd(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", opts, theirs, fmt.Sprint(size))
-			d := openImage(t, ours, "vpc")
+			formattest.RunCmd(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", opts, theirs, fmt.Sprint(size))
+			d := formattest.OpenImage(t, ours, "vpc")
 			want := qemuSize(t, theirs)
 			if d.Size() != want {
 				t.Errorf("%s size %d force_size=%v: ours %d, qemu-img's %d", sub, size, force, d.Size(), want)
@@ -51,7 +52,7 @@ func TestCreateSizeLikeQemu(t *testing.T) {
 }
 
 func qemuSize(t *testing.T, name string) int64 {
-	out := runCmd(t, "qemu-img", "info", "-f", "vpc", "--output=json", name)
+	out := formattest.RunCmd(t, "qemu-img", "info", "-f", "vpc", "--output=json", name)
 	var size int64
 	i := strings.Index(string(out), `"virtual-size": `)
 	if i < 0 {
@@ -102,15 +103,15 @@ func TestWriteDynamic(t *testing.T) {
 	if err := os.WriteFile(ref, model, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	runCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", name, ref)
-	r := openImage(t, name, "")
+	formattest.RunCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", name, ref)
+	r := formattest.OpenImage(t, name, "")
 	if got, want := ourMap(t, r), qemuMap(t, name, "vpc"); !equalSpans(got, want) {
 		t.Fatalf("map differs:\n ours %v\n qemu %v", got, want)
 	}
 	// qemu-img writes into our image, and we read what it wrote.
-	runCmd(t, "qemu-io", "-f", "vpc", "-c", "write -P 0x99 20M 3M", name)
+	formattest.RunCmd(t, "qemu-io", "-f", "vpc", "-c", "write -P 0x99 20M 3M", name)
 	copy(model[20<<20:23<<20], bytes.Repeat([]byte{0x99}, 3<<20))
-	if i := firstDiff(readAll(t, openImage(t, name, "")), model); i >= 0 {
+	if i := firstDiff(formattest.ReadAll(t, formattest.OpenImage(t, name, "")), model); i >= 0 {
 		t.Fatalf("after qemu-io's write content differs at %d", i)
 	}
 }
@@ -153,7 +154,7 @@ func TestWriteFixed(t *testing.T) {
 	if err := os.WriteFile(ref, model, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	runCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", name, ref)
+	formattest.RunCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", name, ref)
 	if fi, _ := os.Stat(name); fi.Size() != size+footerSize {
 		t.Fatalf("file of %d bytes, want %d", fi.Size(), size+footerSize)
 	}
@@ -165,23 +166,23 @@ func TestConvertCLI(t *testing.T) {
 	bin := testutil.Thinblk(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
-	runCmd(t, "qemu-img", "create", "-q", "-f", "qcow2", src, "20M")
-	runCmd(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", "-c", "write -P 0x22 9M 100k", src)
+	formattest.RunCmd(t, "qemu-img", "create", "-q", "-f", "qcow2", src, "20M")
+	formattest.RunCmd(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", "-c", "write -P 0x22 9M 100k", src)
 	out := filepath.Join(dir, "out.vhd")
-	runCmd(t, bin, "convert", "-f", "qcow2", "-O", "vpc", "-o", "subformat=fixed,force_size=on", src, out)
-	runCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "vpc", src, out)
+	formattest.RunCmd(t, bin, "convert", "-f", "qcow2", "-O", "vpc", "-o", "subformat=fixed,force_size=on", src, out)
+	formattest.RunCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "vpc", src, out)
 	if got := qemuSize(t, out); got != 20<<20 {
 		t.Fatalf("qemu-img reads a %d-byte disk, want %d", got, 20<<20)
 	}
 	ourDyn := filepath.Join(dir, "ourdyn.vhd")
-	runCmd(t, bin, "convert", "-f", "qcow2", "-O", "vpc", "-o", "subformat=dynamic", src, ourDyn)
-	runCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "vpc", src, ourDyn)
+	formattest.RunCmd(t, bin, "convert", "-f", "qcow2", "-O", "vpc", "-o", "subformat=dynamic", src, ourDyn)
+	formattest.RunCmd(t, "qemu-img", "compare", "-f", "qcow2", "-F", "vpc", src, ourDyn)
 	dyn := filepath.Join(dir, "dyn.vhd")
-	runCmd(t, "qemu-img", "convert", "-O", "vpc", src, dyn)
+	formattest.RunCmd(t, "qemu-img", "convert", "-O", "vpc", src, dyn)
 	back := filepath.Join(dir, "back.raw")
-	runCmd(t, bin, "convert", "-O", "raw", dyn, back)
-	runCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", dyn, back)
-	info := string(runCmd(t, bin, "info", dyn))
+	formattest.RunCmd(t, bin, "convert", "-O", "raw", dyn, back)
+	formattest.RunCmd(t, "qemu-img", "compare", "-f", "vpc", "-F", "raw", dyn, back)
+	info := string(formattest.RunCmd(t, bin, "info", dyn))
 	for _, want := range []string{"file format: vpc", "subformat: dynamic", "block size: 2097152"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("thinblk info lacks %q:\n%s", want, info)

@@ -6,9 +6,13 @@ package formattest
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/testutil"
 )
 
@@ -102,4 +106,53 @@ func Classes(t *testing.T, runs []MapRun, size, unit int64) []string {
 		}
 	}
 	return out
+}
+
+// RunCmd runs a command and fails the test with its output on error.
+func RunCmd(t *testing.T, name string, args ...string) []byte {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return out
+}
+
+// OpenImage opens name read-only with the given format ("" probes).
+func OpenImage(t *testing.T, name, format string) block.Driver {
+	t.Helper()
+	d, err := image.Open(name, image.Options{Format: format, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// ReadAll reads the whole guest content of d.
+func ReadAll(t *testing.T, d block.Driver) []byte {
+	t.Helper()
+	b := make([]byte, d.Size())
+	for off := int64(0); off < d.Size(); {
+		n := min(d.Size()-off, 1<<20+512) // odd chunk size: crosses blocks
+		if err := d.Pread(b[off:off+n], off); err != nil {
+			t.Fatalf("pread %d+%d: %v", off, n, err)
+		}
+		off += n
+	}
+	return b
+}
+
+// QemuRaw converts name (format fmt) to raw with qemu-img and returns the
+// bytes.
+func QemuRaw(t *testing.T, name, format string) []byte {
+	t.Helper()
+	testutil.NeedTool(t, "qemu-img")
+	out := filepath.Join(t.TempDir(), "ref.raw")
+	RunCmd(t, "qemu-img", "convert", "-f", format, "-O", "raw", name, out)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
