@@ -14,7 +14,7 @@
 #
 # Prints per case: median wall seconds (qemu-img, thinblk), the ratio
 # thinblk/qemu-img (goal <= 0.8), peak RSS in MiB of each (goal <= 64 MiB for
-# thinblk), the output's allocation in KiB (du) of each, then the ratio of
+# thinblk), the output's allocation in KiB (du, after sync) of each, then the ratio of
 # the minimum wall times and the median user+sys CPU seconds of each with
 # their ratio: on a loaded machine wall times are bimodal, and CPU time is
 # the load-independent signal. The load average is printed at the start and
@@ -50,13 +50,14 @@ run1() {
   /usr/bin/time -o time.out -f '%e %M' "$@" >/dev/null 2>&1
   tail -1 time.out
 }
-# timed CMD: runs CMD, prints "WALL CPU" (seconds; CPU is user+sys).
+# timed CMD: runs CMD (a shell command line), prints "WALL CPU" (seconds;
+# CPU is user+sys). bash's time keyword measures the command's own
+# processes, without the start-up of a wrapper shell or timer (which adds
+# milliseconds to both programs and matters for the 10-20 ms map case).
 timed() {
-  local s e
-  s=$(date +%s.%N)
-  /usr/bin/time -o cpu.out -f '%U %S' "$@" >/dev/null 2>&1
-  e=$(date +%s.%N)
-  echo "$(echo "$e - $s" | bc -l) $(awk '{print $1 + $2}' cpu.out | tail -1)"
+  local TIMEFORMAT='%R %U %S' out
+  out=$( { time eval "$1" >/dev/null 2>&1; } 2>&1 )
+  echo "$out" | tail -1 | awk '{print $1, $2 + $3}'
 }
 
 # pair NAME OUT_Q OUT_T 'QEMU CMD' 'THINBLK CMD' CHECK_SRC
@@ -68,9 +69,9 @@ pair() {
     for who in $( [ $((i%2)) = 1 ] && echo "q t" || echo "t q"); do
       rm -f o.*; sync
       if [ "$who" = q ]; then
-        r=$(timed bash -c "$cq"); tq+=("${r% *}"); cq_+=("${r#* }")
+        r=$(timed "$cq"); tq+=("${r% *}"); cq_+=("${r#* }")
       else
-        r=$(timed bash -c "$ct"); tt+=("${r% *}"); ct_+=("${r#* }")
+        r=$(timed "$ct"); tt+=("${r% *}"); ct_+=("${r#* }")
       fi
     done
   done
@@ -79,6 +80,9 @@ pair() {
   local mq mt
   mq=$(run1 bash -c "exec $cq" | awk '{print $2}')
   mt=$(run1 bash -c "exec $ct" | awk '{print $2}')
+  # allocation once written back: ext4 settles extents at writeback, so du
+  # right after the run can differ from what stays on disk
+  sync
   local aq=- at=-
   [ -n "$oq" ] && [ -f "$oq" ] && aq=$(du -k "$oq" | cut -f1)
   [ -n "$ot" ] && [ -f "$ot" ] && at=$(du -k "$ot" | cut -f1)

@@ -40,7 +40,7 @@ func RunSources(ctx context.Context, srcs []Source, dst block.Driver, o Options)
 	if !dst.Caps().Write && l.total > 0 {
 		return st, &block.OpError{Op: "copy", Node: s.targetName, Err: block.ErrReadOnly}
 	}
-	e := &engine{s: &s, l: l, dst: dst}
+	e := &engine{s: &s, l: l, dst: dst, res: newReserver(dst, &s)}
 	e.ord.cond = sync.NewCond(&e.ord.mu)
 	return e.run(ctx)
 }
@@ -50,6 +50,7 @@ type engine struct {
 	s   *settings
 	l   layout
 	dst block.Driver
+	res *reserver // nil when the target takes no reservations
 
 	stats struct{ read, written, zeroed, skipped atomic.Int64 }
 
@@ -82,6 +83,7 @@ func (e *engine) run(ctx context.Context) (Stats, error) {
 		e.fail(err)
 		cancel()
 	}
+	e.res.plannedAll(p.seq)
 	wg.Wait()
 	st := Stats{Read: e.stats.read.Load(), Written: e.stats.written.Load(),
 		Zeroed: e.stats.zeroed.Load(), Skipped: e.stats.skipped.Load()}
@@ -105,6 +107,7 @@ func (e *engine) fail(err error) {
 	}
 	e.ord.cond.Broadcast()
 	e.ord.mu.Unlock()
+	e.res.stop()
 }
 
 // turn waits until item seq may write. It returns false when the copy
@@ -145,6 +148,7 @@ func (e *engine) worker(ctx context.Context, cancel context.CancelFunc, items <-
 	w := &worker{e: e}
 	for it := range items {
 		if ctx.Err() != nil {
+			e.res.stop()
 			e.finish(it.seq)
 			continue
 		}

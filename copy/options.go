@@ -21,8 +21,12 @@ const (
 	// on its lock, and parallelism helps by overlapping reads with writes.
 	DefaultParallel = 4
 	// DefaultRequestSize is the size of one data request in bytes when
-	// Options.RequestSize is 0.
-	DefaultRequestSize = 2 << 20
+	// Options.RequestSize is 0. Not 2 MiB: requests start at multiples of
+	// their size, and 2 MiB-aligned 2 MiB writes make the page cache take
+	// whole 2 MiB folios, which on these VMs often come from memory the
+	// host has reclaimed and must fault back: raw->raw took 0.9-1.5 s
+	// instead of 0.33 s in such runs (docs/BENCHMARKS.md).
+	DefaultRequestSize = 1 << 20
 	// zeroRequestSize bounds one request for a zero or skipped range, so
 	// that progress moves on huge sparse images.
 	zeroRequestSize = 1 << 30

@@ -16,13 +16,22 @@ func (w *worker) do(it item) error {
 	e := w.e
 	switch it.kind {
 	case kindSkip:
+		e.res.scannedItem(it, nil) // nothing written here
 		// Still take the turn: the next item's writes wait for it.
 		return e.write(it.seq, func() error {
 			e.stats.skipped.Add(it.n)
 			return nil
 		})
 	case kindZero:
-		return e.write(it.seq, func() error { return w.zero(it.off, it.n) })
+		var written []run // zeroed without writing data...
+		if e.s.fullyAlloc {
+			written = wholeItem(it) // ...unless written as zero bytes
+		}
+		e.res.scannedItem(it, written)
+		return e.write(it.seq, func() error {
+			e.res.reserve(it, written)
+			return w.zero(it.off, it.n)
+		})
 	}
 	if int64(cap(w.buf)) < it.n {
 		w.buf = make([]byte, e.s.request)
@@ -32,7 +41,12 @@ func (w *worker) do(it item) error {
 		return err
 	}
 	if e.s.fullyAlloc {
-		return e.write(it.seq, func() error { return w.pwrite(buf, it.off) })
+		all := wholeItem(it)
+		e.res.scannedItem(it, all)
+		return e.write(it.seq, func() error {
+			e.res.reserve(it, all)
+			return w.pwrite(buf, it.off)
+		})
 	}
 	var back []byte
 	if e.s.Backing != nil {
@@ -45,7 +59,9 @@ func (w *worker) do(it item) error {
 		}
 	}
 	runs := w.scan(buf, back, it.off)
+	e.res.scannedItem(it, runs)
 	return e.write(it.seq, func() error {
+		e.res.reserve(it, runs)
 		for _, r := range runs {
 			p := buf[r.a-it.off : r.b-it.off]
 			var err error
@@ -64,6 +80,10 @@ func (w *worker) do(it item) error {
 		return nil
 	})
 }
+
+// wholeItem is the item as one data run: what a fully allocating copy
+// writes.
+func wholeItem(it item) []run { return []run{{a: it.off, b: it.end(), k: runData}} }
 
 // read fills buf with the sources' bytes for target offset off.
 func (w *worker) read(buf []byte, off int64) error {

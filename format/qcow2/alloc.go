@@ -84,6 +84,7 @@ func (img *Image) ensureRefblockLocked(bi, avoidStart, avoidEnd int64) (int64, e
 		if err != nil {
 			return 0, err
 		}
+		img.reserve(off, img.clusterSize)
 		setRefcountAt(blk, r-lo, img.hdr.RefcountOrder, 1)
 		img.rt[bi] = uint64(off)
 		img.rtDirty = true
@@ -100,6 +101,7 @@ func (img *Image) ensureRefblockLocked(bi, avoidStart, avoidEnd int64) (int64, e
 	if _, err := img.rbCache.create(off); err != nil {
 		return 0, err
 	}
+	img.reserve(off, img.clusterSize)
 	img.rt[bi] = uint64(off)
 	img.rtDirty = true
 	if err := img.setRefcountLocked(r, 1, min(avoidStart, r), max(avoidEnd, r+1)); err != nil {
@@ -138,6 +140,7 @@ func (img *Image) growRefcountTableLocked(bi, avoidStart, avoidEnd int64) error 
 	copy(nt, img.rt)
 	img.rt = nt
 	img.highWater = max(img.highWater, start+tc)
+	img.reserve(start<<img.clusterBits, tc*cs)
 	for i := range tc {
 		if err := img.setRefcountLocked(start+i, 1, start, start+tc); err != nil {
 			return err
@@ -200,6 +203,23 @@ func (img *Image) findFreeLocked(from, n, avoidStart, avoidEnd int64) (int64, er
 		if rc != 0 || (idx >= avoidStart && idx < avoidEnd) {
 			start = idx + 1
 		}
+	}
+}
+
+// reserve reserves host range [off, off+n) in the file (block.Preallocator)
+// for clusters just allocated that are written whole: runs of data
+// clusters, L2 tables, refcount blocks and tables. Reserving each such
+// allocation, in allocation order, lets the host file system lay the file
+// out in order, and costs it less than allocating block by block as the
+// writes arrive. Clusters written in part (a copy-on-write of some
+// subclusters, compressed clusters) are left alone: reserving them would
+// allocate more than the writes do. Mixing matters on ext4: blocks left to
+// delayed allocation get placed at writeback, between the reserved
+// extents, and split the extent tree; reserving every whole-cluster
+// allocation keeps the host file as compact as qemu-img's.
+func (img *Image) reserve(off, n int64) {
+	if img.prealloc != nil {
+		_ = img.prealloc.Preallocate(off, n)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 // block.Backed.
 type Image struct {
 	file     block.Driver
+	prealloc block.Preallocator // the file's reservation hint, or nil
 	name     string
 	backing  block.Driver
 	readOnly bool
@@ -159,6 +160,7 @@ func openImage(file block.Driver, o image.FormatOpen) (*Image, error) {
 		format:      l2Format{clusterBits: h.ClusterBits, extended: h.ExtendedL2(), v3: h.Version >= 3},
 	}
 	img.size.Store(int64(h.Size))
+	img.prealloc, _ = block.As[block.Preallocator](file)
 	img.units = img.format.units()
 	img.unitSize = img.clusterSize / int64(img.units)
 	img.highWater = (fileSize + img.clusterSize - 1) >> img.clusterBits

@@ -82,6 +82,7 @@ func (img *Image) l2ForWriteLocked(l1Index int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	img.reserve(off, img.clusterSize)
 	if old == 0 {
 		if _, err := img.l2Cache.create(off); err != nil {
 			return 0, err

@@ -312,6 +312,9 @@ func (img *Image) writeRun(vc int64, p []byte) (int64, error) {
 	img.mu.Unlock()
 
 	img.acquireIO()
+	if kind == runFresh {
+		img.reserve(host, count*cs)
+	}
 	err = img.file.Pwrite(p[:count*cs], host, 0)
 	img.releaseIO()
 	img.mu.Lock()

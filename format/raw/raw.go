@@ -90,6 +90,18 @@ func (n *Node) WriteZeroes(off, length int64, flags block.Flags) error {
 	return n.file.WriteZeroes(n.offset+off, length, flags)
 }
 
+// Preallocate passes the hint to the file when it can take it
+// (block.Preallocator), moved into the window; otherwise it does nothing.
+func (n *Node) Preallocate(off, length int64) error {
+	if err := n.check("preallocate", off, length); err != nil {
+		return err
+	}
+	if p, ok := block.As[block.Preallocator](n.file); ok {
+		return p.Preallocate(n.offset+off, length)
+	}
+	return nil
+}
+
 // BlockStatus returns the file's status of the run at offset+off, moved
 // into the window, with HostOffset the run's offset in the file.
 func (n *Node) BlockStatus(off, length int64) (block.Extent, error) {

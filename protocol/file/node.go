@@ -39,6 +39,7 @@ type Node struct {
 	// Kernel refusals (EOPNOTSUPP), remembered so they are not retried.
 	noPunch     atomic.Bool // fallocate PUNCH_HOLE (files and devices)
 	noZeroRange atomic.Bool // fallocate ZERO_RANGE (files)
+	noPrealloc  atomic.Bool // fallocate KEEP_SIZE (files)
 	noDiscard   atomic.Bool // BLKDISCARD
 	noSeekData  atomic.Bool // SEEK_DATA/SEEK_HOLE
 	noFiemap    atomic.Bool // FIEMAP (reserved extents inside holes)

@@ -38,6 +38,12 @@ func zeroRange(f *os.File, off, n int64) error {
 // the range ends past it).
 func allocate(f *os.File, off, n int64) error { return fallocate(f, 0, off, n) }
 
+// preallocate reserves [off, off+n) keeping the size (blocks past the end
+// stay reserved for the write that grows the file).
+func preallocate(f *os.File, off, n int64) error {
+	return fallocate(f, unix.FALLOC_FL_KEEP_SIZE, off, n)
+}
+
 func fallocate(f *os.File, mode uint32, off, n int64) error {
 	return ignoringEINTR(func() error { return unix.Fallocate(int(f.Fd()), mode, off, n) })
 }

@@ -27,9 +27,10 @@ var errNoPlatform = fmt.Errorf("%w on this platform", block.ErrNotSupported)
 
 func fdatasync(f *os.File) error { return f.Sync() }
 
-func punchHole(f *os.File, off, n int64) error { return errNoPlatform }
-func zeroRange(f *os.File, off, n int64) error { return errNoPlatform }
-func allocate(f *os.File, off, n int64) error  { return errNoPlatform }
+func punchHole(f *os.File, off, n int64) error   { return errNoPlatform }
+func zeroRange(f *os.File, off, n int64) error   { return errNoPlatform }
+func allocate(f *os.File, off, n int64) error    { return errNoPlatform }
+func preallocate(f *os.File, off, n int64) error { return errNoPlatform }
 
 func seekData(f *os.File, off int64) (int64, error) { return 0, errNoPlatform }
 func seekHole(f *os.File, off int64) (int64, error) { return 0, errNoPlatform }
