@@ -160,7 +160,9 @@ func openImage(file block.Driver, o image.FormatOpen) (*Image, error) {
 		format:      l2Format{clusterBits: h.ClusterBits, extended: h.ExtendedL2(), v3: h.Version >= 3},
 	}
 	img.size.Store(int64(h.Size))
-	img.prealloc, _ = block.As[block.Preallocator](file)
+	if img.clusterSize >= 64<<10 { // see reserve
+		img.prealloc, _ = block.As[block.Preallocator](file)
+	}
 	img.units = img.format.units()
 	img.unitSize = img.clusterSize / int64(img.units)
 	img.highWater = (fileSize + img.clusterSize - 1) >> img.clusterBits
