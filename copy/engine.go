@@ -41,7 +41,9 @@ func RunSources(ctx context.Context, srcs []Source, dst block.Driver, o Options)
 		return st, &block.OpError{Op: "copy", Node: s.targetName, Err: block.ErrReadOnly}
 	}
 	e := &engine{s: &s, l: l, dst: dst, res: newReserver(dst, &s)}
-	e.ord.cond = sync.NewCond(&e.ord.mu)
+	if s.ordered {
+		e.seq = newSequencer()
+	}
 	return e.run(ctx)
 }
 
@@ -54,13 +56,10 @@ type engine struct {
 
 	stats struct{ read, written, zeroed, skipped atomic.Int64 }
 
-	// ord orders writes (when s.ordered) and records the first error.
-	ord struct {
-		mu   sync.Mutex // guards the fields below
-		cond *sync.Cond // signalled when next or err changes
-		next int64      // seq of the item allowed to write next
-		err  error      // first error; set once
-	}
+	seq *sequencer // runs writes in target order (in-order mode), else nil
+
+	errMu sync.Mutex
+	err   error // the first error; set once
 
 	progMu sync.Mutex // serializes Progress calls and guards done
 	done   int64
@@ -87,9 +86,9 @@ func (e *engine) run(ctx context.Context) (Stats, error) {
 	wg.Wait()
 	st := Stats{Read: e.stats.read.Load(), Written: e.stats.written.Load(),
 		Zeroed: e.stats.zeroed.Load(), Skipped: e.stats.skipped.Load()}
-	e.ord.mu.Lock()
-	err := e.ord.err
-	e.ord.mu.Unlock()
+	e.errMu.Lock()
+	err := e.err
+	e.errMu.Unlock()
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
@@ -99,37 +98,24 @@ func (e *engine) run(ctx context.Context) (Stats, error) {
 	return st, err
 }
 
-// fail records err if it is the first error and wakes waiting writers.
+// fail records err if it is the first error and stops the writes still
+// waiting for their turn.
 func (e *engine) fail(err error) {
-	e.ord.mu.Lock()
-	if e.ord.err == nil {
-		e.ord.err = err
+	e.errMu.Lock()
+	if e.err == nil {
+		e.err = err
 	}
-	e.ord.cond.Broadcast()
-	e.ord.mu.Unlock()
+	e.errMu.Unlock()
+	e.stop()
+}
+
+// stop releases everything that waits for other items: writes waiting for
+// their turn, writers waiting for the scans of later items.
+func (e *engine) stop() {
+	if e.seq != nil {
+		e.seq.stop()
+	}
 	e.res.stop()
-}
-
-// turn waits until item seq may write. It returns false when the copy
-// failed meanwhile.
-func (e *engine) turn(seq int64) bool {
-	e.ord.mu.Lock()
-	defer e.ord.mu.Unlock()
-	for e.ord.err == nil && e.ord.next != seq {
-		e.ord.cond.Wait()
-	}
-	return e.ord.err == nil
-}
-
-// finish passes the turn to the next item. Every item calls it once, after
-// its turn came (in-order mode), or after the copy failed.
-func (e *engine) finish(seq int64) {
-	e.ord.mu.Lock()
-	if e.ord.next == seq {
-		e.ord.next++
-	}
-	e.ord.cond.Broadcast()
-	e.ord.mu.Unlock()
 }
 
 func (e *engine) progress(n int64) {
@@ -148,23 +134,22 @@ func (e *engine) worker(ctx context.Context, cancel context.CancelFunc, items <-
 	w := &worker{e: e}
 	for it := range items {
 		if ctx.Err() != nil {
-			e.res.stop()
-			e.finish(it.seq)
+			e.stop() // this item will never take its turn
 			continue
 		}
 		if err := w.do(it); err != nil {
 			e.fail(err)
 			cancel()
 		}
-		e.finish(it.seq)
 		e.progress(it.n)
 	}
 }
 
-// write waits for the item's turn (in-order mode), then runs fn.
+// write runs fn, the writes of item seq: in target order through the
+// sequencer in in-order mode, at once otherwise.
 func (e *engine) write(seq int64, fn func() error) error {
-	if e.s.ordered && !e.turn(seq) {
-		return errStopped
+	if e.seq != nil {
+		return e.seq.submit(seq, fn)
 	}
 	return fn()
 }

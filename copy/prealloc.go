@@ -24,8 +24,10 @@ import (
 // while separate calls for the pieces of a run, cut at request boundaries,
 // scatter it (ext4 allocates each call on its own) and grow the target's
 // extent tree past what qemu-img's output needs. The writer of the item
-// waits for the scans of the next items it needs, up to parallel-1 items
-// ahead (those can be scanned while its own item waits for its turn).
+// waits for the scans of the next items it needs, up to parallel-2 items
+// ahead: at most two workers are not scanning then, the one whose item is
+// being written and the one writing it (the sequencer may run one
+// worker's write on another), and the others can scan the next items.
 type reserver struct {
 	p         block.Preallocator
 	ordered   bool
@@ -54,7 +56,7 @@ func newReserver(dst block.Driver, s *settings) *reserver {
 	if !ok {
 		return nil
 	}
-	r := &reserver{p: p, ordered: s.ordered, lookahead: int64(s.parallel) - 1,
+	r := &reserver{p: p, ordered: s.ordered, lookahead: int64(s.parallel) - 2,
 		scanned: make(map[int64]itemRuns), planned: -1}
 	r.cond = sync.NewCond(&r.mu)
 	return r

@@ -121,12 +121,12 @@ func TestReservationJoinsRequests(t *testing.T) {
 	if err := src.Pwrite(p, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	for _, par := range []int{2, 4, 8} {
+	for _, par := range []int{3, 4, 8} {
 		dst := &reserving{counter: newCounter(newFake(req*items, nil))}
 		if _, err := Run(context.Background(), src, dst, Options{Parallel: par, RequestSize: req}); err != nil {
 			t.Fatal(err)
 		}
-		// The writer of item k waits for items k+1..k+par-1 and reserves
+		// The writer of item k waits for items k+1..k+par-2 and reserves
 		// them with its own: a call per par-1 items at most, plus one.
 		if limit := items/(par-1) + 1; len(dst.reserved) > limit {
 			t.Errorf("-m %d: %d reservations for %d requests of one run, want at most %d", par, len(dst.reserved), items, limit)
