@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
@@ -54,16 +53,6 @@ func newConvertFixture(t *testing.T) convertFixture {
 	testutil.MustRun(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x5c 1M 3M", "-c", "write -z 8M 2M",
 		"-c", "discard 16M 2M", "-c", "write -P 0x17 20M 300k", f.top)
 	return f
-}
-
-// hostBytes returns the bytes a file occupies on the host.
-func hostBytes(t *testing.T, name string) int64 {
-	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(name, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Blocks * 512
 }
 
 // mapData sums the lengths qemu-img map reports as data stored in name
@@ -150,7 +139,7 @@ func TestConvertMatchesQemuImg(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkSame(t, c.src, out, c.outFmt)
-			if got, want := hostBytes(t, out), hostBytes(t, ref); got > want {
+			if got, want := testutil.HostBytes(t, out), testutil.HostBytes(t, ref); got > want {
 				t.Errorf("thinblk's output occupies %d bytes, qemu-img's %d", got, want)
 			}
 			if got, want := mapData(t, out, c.outFmt), mapData(t, ref, c.outFmt); got > want {
@@ -158,7 +147,7 @@ func TestConvertMatchesQemuImg(t *testing.T) {
 			}
 			if c.backing {
 				// Only what differs from the backing file is in the overlay.
-				top := hostBytes(t, out)
+				top := testutil.HostBytes(t, out)
 				if top > 8<<20 {
 					t.Errorf("overlay over its own backing holds %d bytes", top)
 				}
@@ -218,7 +207,7 @@ func TestConvertFullyAllocate(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSame(t, f.raw, out, "raw")
-	if got := hostBytes(t, out); got < f.spec.Size {
+	if got := testutil.HostBytes(t, out); got < f.spec.Size {
 		t.Fatalf("-S 0 output occupies %d bytes, want all %d", got, f.spec.Size)
 	}
 }
@@ -287,7 +276,7 @@ func TestConvertTargetIsZero(t *testing.T) {
 		t.Fatal("nothing zeroed on a target full of junk")
 	}
 	checkSame(t, f.raw, junk, "raw")
-	if got := hostBytes(t, junk); got > f.spec.Size/2 {
+	if got := testutil.HostBytes(t, junk); got > f.spec.Size/2 {
 		t.Errorf("zeroed ranges were not deallocated: %d bytes in use", got)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/thinblk/thinblk/internal/testutil"
 	"github.com/thinblk/thinblk/internal/workload"
 )
 
@@ -46,8 +47,8 @@ func TestDD(t *testing.T) {
 		if !bytes.Equal(got, want[c.from:c.to]) {
 			t.Fatalf("%v: output of %d bytes differs from input bytes %d-%d", c.args, len(got), c.from, c.to)
 		}
-		if c.from == 0 && c.to == spec.Size && hostBytes(t, out) > hostBytes(t, src) {
-			t.Errorf("%v: output occupies more than the input (%d > %d)", c.args, hostBytes(t, out), hostBytes(t, src))
+		if c.from == 0 && c.to == spec.Size && testutil.HostBytes(t, out) > testutil.HostBytes(t, src) {
+			t.Errorf("%v: output occupies more than the input (%d > %d)", c.args, testutil.HostBytes(t, out), testutil.HostBytes(t, src))
 		}
 	}
 	for _, bad := range [][]string{{"if=" + src}, {"bs=0", "if=a", "of=b"}, {"seek=1", "if=a", "of=b"}, {"junk"}} {

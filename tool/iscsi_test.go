@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -94,15 +93,6 @@ func qemuIO(t *testing.T, url string, cmds ...string) {
 	}
 }
 
-func allocated(t *testing.T, name string) int64 {
-	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(name, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Blocks * 512
-}
-
 // TestISCSIMapMatchesLocal: qemu-img map through iscsi:// (GET LBA STATUS)
 // shows the same data ranges as thinblk map of the image.
 func TestISCSIMapMatchesLocal(t *testing.T) {
@@ -155,12 +145,12 @@ func TestISCSIReclaim(t *testing.T) {
 			// the LUN promises zeros (LBPRZ=1).
 			url := serveISCSI(t, ISCSIOptions{LUNs: []string{"raw:" + name}, Discard: mode, LBPRZ: true})
 			qemuIO(t, url, "write -P 0xab 0 8M")
-			full := allocated(t, name)
+			full := testutil.HostBytes(t, name)
 			if full < 8<<20 {
 				t.Fatalf("after writing 8 MiB only %d bytes are allocated", full)
 			}
 			qemuIO(t, url, "write -z -u 0 2M", "discard 2M 2M", "read -P 0 0 4M", "read -P 0xab 4M 4M")
-			after := allocated(t, name)
+			after := testutil.HostBytes(t, name)
 			switch mode {
 			case "unmap":
 				if after > full-(4<<20)+(64<<10) {

@@ -112,7 +112,7 @@ func TestSparsifyCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkSame(t, ref, out, "qcow2")
-		if got, was := hostBytes(t, out), hostBytes(t, src); got > was/4 {
+		if got, was := testutil.HostBytes(t, out), testutil.HostBytes(t, src); got > was/4 {
 			t.Errorf("compress=%v: the copy occupies %d bytes, the fully allocated source %d", compress, got, was)
 		}
 	}

@@ -291,15 +291,6 @@ func TestQemuIoThroughNBD(t *testing.T) {
 	}
 }
 
-// allocated returns the bytes a file uses on the host.
-func allocated(t *testing.T, path string) int64 {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Blocks * 512
-}
-
 // TestDiscardPolicy: --discard=unmap reclaims space, the default ignore
 // does not (and does not even advertise TRIM).
 func TestDiscardPolicy(t *testing.T) {
@@ -310,14 +301,14 @@ func TestDiscardPolicy(t *testing.T) {
 				img := filepath.Join(t.TempDir(), "img")
 				run(t, "qemu-img", "create", "-q", "-f", format, img, "16M")
 				run(t, "qemu-io", "-f", format, "-c", "write -P 0x5a 0 8M", img)
-				before := allocated(t, img)
+				before := testutil.HostBytes(t, img)
 				uri := serveImage(t, img, format, &Export{Discard: mode}, false)
 				canTrim := exec.Command("nbdinfo", "--can", "trim", uri).Run() == nil
 				if canTrim != (mode == block.DiscardUnmap) {
 					t.Errorf("can_trim=%v with discard=%v", canTrim, mode)
 				}
 				run(t, "qemu-io", "-f", "raw", "-c", "discard 0 8M", uri)
-				after := allocated(t, img)
+				after := testutil.HostBytes(t, img)
 				t.Logf("%s discard=%v: allocated %d -> %d", format, mode, before, after)
 				if mode == block.DiscardUnmap && after > before-6<<20 {
 					t.Errorf("discard=unmap freed only %d of 8 MiB", before-after)

@@ -3,16 +3,15 @@ package raw_test
 import (
 	"bytes"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/block/blocktest"
 	"github.com/thinblk/thinblk/format/raw"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/internal/testutil"
 	"github.com/thinblk/thinblk/protocol/file"
 	"github.com/thinblk/thinblk/protocol/mem"
 )
@@ -142,15 +141,6 @@ func TestTruncateWhole(t *testing.T) {
 	}
 }
 
-func blocks(t *testing.T, name string) int64 {
-	t.Helper()
-	fi, err := os.Stat(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Sys().(*syscall.Stat_t).Blocks * 512
-}
-
 func TestRegistry(t *testing.T) {
 	f, ok := image.Lookup("raw")
 	if !ok || f.Open == nil || f.Create == nil || f.Probe != nil {
@@ -161,7 +151,7 @@ func TestRegistry(t *testing.T) {
 	if err := f.Create(name, image.CreateOptions{Size: 1 << 20, Options: map[string]string{"preallocation": "falloc"}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := blocks(t, name); got < 1<<20 {
+	if got := testutil.HostBytes(t, name); got < 1<<20 {
 		t.Errorf("falloc image has %d bytes allocated", got)
 	}
 	for _, tc := range []struct {

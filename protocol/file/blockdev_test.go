@@ -51,7 +51,7 @@ func TestLoopDevice(t *testing.T) {
 	if err := n.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	full := blocks(t, backing)
+	full := testutil.HostBytes(t, backing)
 	if full < 16*mib {
 		t.Fatalf("backing file has %d bytes allocated after a full write", full)
 	}
@@ -80,7 +80,7 @@ func TestLoopDevice(t *testing.T) {
 	if err := n.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got := blocks(t, backing); got < full-4*mib || got > full-4*mib+64<<10 {
+	if got := testutil.HostBytes(t, backing); got < full-4*mib || got > full-4*mib+64<<10 {
 		t.Errorf("backing allocation %d, want %d (2 MiB unmapped by write-zeroes, 2 MiB discarded)", got, full-4*mib)
 	}
 	bf, err := Open(backing, Options{ReadOnly: true})
@@ -145,7 +145,7 @@ func TestLoopDeviceNoDiscard(t *testing.T) {
 	if err := n.Pwrite(pattern(4*mib, 7), 0, block.FUA); err != nil {
 		t.Fatal(err)
 	}
-	full := blocks(t, backing)
+	full := testutil.HostBytes(t, backing)
 	if err := n.Discard(0, 2*mib, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestLoopDeviceNoDiscard(t *testing.T) {
 	if err := n.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got := blocks(t, backing); got != full {
+	if got := testutil.HostBytes(t, backing); got != full {
 		t.Errorf("backing allocation went from %d to %d with discard off", full, got)
 	}
 	if c := n.Caps(); c.Discard || c.ZeroUnmap {

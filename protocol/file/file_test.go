@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
@@ -26,16 +25,6 @@ func newFile(t *testing.T, size int64, o Options) (*Node, string) {
 	}
 	t.Cleanup(func() { n.Close() })
 	return n, name
-}
-
-// blocks returns the allocated bytes of a file (st_blocks*512).
-func blocks(t *testing.T, name string) int64 {
-	t.Helper()
-	fi, err := os.Stat(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Sys().(*syscall.Stat_t).Blocks * 512
 }
 
 func pattern(n int, seed byte) []byte {
@@ -149,7 +138,7 @@ func TestDiscardAndZeroes(t *testing.T) {
 	if err := n.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	full := blocks(t, name)
+	full := testutil.HostBytes(t, name)
 	if full < 8*mib {
 		t.Fatalf("written file has %d bytes allocated", full)
 	}
@@ -170,7 +159,7 @@ func TestDiscardAndZeroes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Punching may add an extent-tree block or so.
-	if got := blocks(t, name); got < full-2*mib || got > full-2*mib+64<<10 {
+	if got := testutil.HostBytes(t, name); got < full-2*mib || got > full-2*mib+64<<10 {
 		t.Errorf("allocated %d after punching 2 MiB of %d", got, full)
 	}
 	// SEEK_DATA shows the punched and the zeroed (unwritten) ranges as
@@ -216,7 +205,7 @@ func TestDiscardAndZeroes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Format != "file" || info.AllocatedBytes != blocks(t, name) || info.Watermark != 8*mib || info.VirtualSize != 8*mib {
+	if info.Format != "file" || info.AllocatedBytes != testutil.HostBytes(t, name) || info.Watermark != 8*mib || info.VirtualSize != 8*mib {
 		t.Errorf("info %+v", info)
 	}
 }
@@ -227,7 +216,7 @@ func TestDiscardOff(t *testing.T) {
 	if err := n.Pwrite(p, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	before := blocks(t, name)
+	before := testutil.HostBytes(t, name)
 	if err := n.Discard(0, 1<<20, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +224,7 @@ func TestDiscardOff(t *testing.T) {
 	if err := n.WriteZeroes(0, 1<<19, block.MayUnmap); err != nil {
 		t.Fatal(err)
 	}
-	if got := blocks(t, name); got != before {
+	if got := testutil.HostBytes(t, name); got != before {
 		t.Errorf("allocation changed from %d to %d with discard off", before, got)
 	}
 	got := make([]byte, 1<<20)
@@ -304,7 +293,7 @@ func TestCreatePrealloc(t *testing.T) {
 		if err := Create(name, size, tc.mode); err != nil {
 			t.Fatal(err)
 		}
-		if got := blocks(t, name); got < tc.minAlloc || got > tc.maxAlloc {
+		if got := testutil.HostBytes(t, name); got < tc.minAlloc || got > tc.maxAlloc {
 			t.Errorf("%s: %d bytes allocated, want %d..%d", tc.mode, got, tc.minAlloc, tc.maxAlloc)
 		}
 		n, err := Open(name, Options{ReadOnly: true})

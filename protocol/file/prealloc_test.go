@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/internal/testutil"
 )
 
 // TestPreallocate: a reservation allocates a hole without changing what
@@ -20,11 +21,11 @@ func TestPreallocate(t *testing.T) {
 	if err := n.Pwrite(p, reserveFrom+1<<20, 0); err != nil {
 		t.Fatal(err)
 	}
-	before := blocks(t, name)
+	before := testutil.HostBytes(t, name)
 	if err := n.Preallocate(reserveFrom+512<<10, 2<<20); err != nil {
 		t.Fatal(err)
 	}
-	after := blocks(t, name)
+	after := testutil.HostBytes(t, name)
 	if after < before+2<<20-8192 {
 		t.Skipf("the file system did not reserve (%d -> %d bytes allocated)", before, after)
 	}
@@ -63,9 +64,9 @@ func TestPreallocate(t *testing.T) {
 	}
 
 	// In the first reserveFrom bytes a reservation is ignored.
-	was := blocks(t, name)
-	if err := n.Preallocate(0, 1<<20); err != nil || blocks(t, name) != was {
-		t.Fatalf("reservation at the start of the file: %v, %d -> %d bytes allocated", err, was, blocks(t, name))
+	was := testutil.HostBytes(t, name)
+	if err := n.Preallocate(0, 1<<20); err != nil || testutil.HostBytes(t, name) != was {
+		t.Fatalf("reservation at the start of the file: %v, %d -> %d bytes allocated", err, was, testutil.HostBytes(t, name))
 	}
 
 	fixed, _ := newFile(t, size, Options{})

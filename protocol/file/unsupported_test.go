@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/internal/testutil"
 )
 
 // TestTmpfsNoZeroRange: tmpfs has PUNCH_HOLE but not ZERO_RANGE. The node
@@ -35,20 +36,20 @@ func TestTmpfsNoZeroRange(t *testing.T) {
 	if err := n.Pwrite(data, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	full := blocks(t, name)
+	full := testutil.HostBytes(t, name)
 	if err := n.WriteZeroes(0, mib, block.NoFallback); err != nil {
 		t.Fatalf("write-zeroes on tmpfs: %v", err)
 	}
 	if !n.noZeroRange.Load() {
 		t.Skip("this tmpfs supports ZERO_RANGE; nothing to test")
 	}
-	if got := blocks(t, name); got != full {
+	if got := testutil.HostBytes(t, name); got != full {
 		t.Errorf("write-zeroes without unmap changed allocation from %d to %d", full, got)
 	}
 	if err := n.WriteZeroes(mib, mib, block.NoFallback|block.MayUnmap); err != nil {
 		t.Fatal(err)
 	}
-	if got := blocks(t, name); got != full-mib {
+	if got := testutil.HostBytes(t, name); got != full-mib {
 		t.Errorf("unmapping write-zeroes left %d allocated, want %d", got, full-mib)
 	}
 	clear(data[:2*mib])

@@ -52,7 +52,7 @@ func TestAllocationAfterWriteback(t *testing.T) {
 			// an extent-tree block (both programs' outputs, seen with
 			// reservations off); the bloat guarded against here is several.
 			const slack = 4096
-			if got, want := occupied(t, o), occupied(t, q); got > want+slack {
+			if got, want := testutil.HostBytes(t, o), testutil.HostBytes(t, q); got > want+slack {
 				t.Errorf("thinblk's output occupies %d bytes after writeback, qemu-img's %d", got, want)
 			}
 		})
@@ -91,14 +91,4 @@ func scatter(t *testing.T, name string, seed int64) {
 			}
 		}
 	}
-}
-
-// occupied returns the bytes a file occupies on the host (st_blocks).
-func occupied(t *testing.T, name string) int64 {
-	t.Helper()
-	fi, err := os.Stat(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Sys().(*syscall.Stat_t).Blocks * 512
 }
