@@ -51,14 +51,25 @@ func Check(w io.Writer, name string, o CheckOptions) error {
 		// Not a qcow2 image: its format does not take the option.
 		d, err = image.Open(name, image.Options{Format: o.Format, ReadOnly: true, NoBacking: true})
 	}
+	if err != nil && mode != qcow2.RepairNone {
+		// A format that cannot repair says so (63) even where it cannot
+		// be opened writable (a vdi with a doubly used block, a vmdk
+		// with flat extents), as qemu-img does.
+		if ro, rerr := image.Open(name, image.Options{Format: o.Format, ReadOnly: true, NoBacking: true}); rerr == nil {
+			if _, isQcow2 := block.As[*qcow2.Image](ro); isQcow2 {
+				ro.Close()
+			} else {
+				d, err = ro, nil
+			}
+		}
+	}
 	if err != nil {
 		return &ExitError{Code: 1, Err: err}
 	}
 	defer d.Close()
 	img, ok := block.As[*qcow2.Image](d)
 	if !ok {
-		info, _ := d.Info()
-		return &ExitError{Code: 63, Err: fmt.Errorf("check: %s: this image format (%s) does not support checks", name, info.Format)}
+		return checkOther(w, name, d, o, mode)
 	}
 	res, err := img.Check(mode)
 	if err == nil && mode != qcow2.RepairNone && (res.LeaksFixed > 0 || res.CorruptionsFixed > 0) {
@@ -73,6 +84,12 @@ func Check(w io.Writer, name string, o CheckOptions) error {
 		res = &qcow2.CheckResult{Filename: name, Format: "qcow2", CheckErrors: 1}
 	}
 	res.Filename = name
+	return reportCheck(w, name, o, mode, res, err)
+}
+
+// reportCheck prints res (human or JSON) and returns qemu-img check's exit
+// code for it; err is an error of the check itself (exit 1).
+func reportCheck(w io.Writer, name string, o CheckOptions, mode qcow2.RepairMode, res *qcow2.CheckResult, err error) error {
 	if o.Output == "json" {
 		b, jerr := json.MarshalIndent(res, "", "    ")
 		if jerr != nil {
@@ -94,6 +111,44 @@ func Check(w io.Writer, name string, o CheckOptions) error {
 		return &ExitError{Code: 3}
 	}
 	return nil
+}
+
+// formatChecker is the consistency check of a format without refcounts
+// (vdi, vhdx and vmdk; qcow2 has its own, richer one). Check returns one
+// line per problem ("ERROR: ..."), each a corruption, and how many
+// corruptions it repaired. A non-nil error means the check could not be
+// completed (qemu-img check's exit 1; problems found so far are still
+// returned); an error wrapping block.ErrNotSupported with repair set means
+// the format has no repair (exit 63, as qemu-img).
+type formatChecker interface {
+	Check(repair bool) (problems []string, repaired int, err error)
+}
+
+// checkOther checks an image that is not qcow2: through its format's
+// formatChecker, or exit 63 when the format has none (raw, vpc), as
+// qemu-img.
+func checkOther(w io.Writer, name string, d block.Driver, o CheckOptions, mode qcow2.RepairMode) error {
+	info, _ := d.Info()
+	c, ok := block.As[formatChecker](d)
+	if !ok {
+		return &ExitError{Code: 63, Err: fmt.Errorf("check: %s: this image format (%s) does not support checks", name, info.Format)}
+	}
+	problems, repaired, err := c.Check(mode != qcow2.RepairNone)
+	if err != nil && mode != qcow2.RepairNone && errors.Is(err, block.ErrNotSupported) {
+		return &ExitError{Code: 63, Err: fmt.Errorf("check: %s: %w; check without -r", name, err)}
+	}
+	if err != nil {
+		// As qemu-img: the problems found, then "check failed" and exit 1
+		// without a summary.
+		if o.Output != "json" {
+			for _, p := range problems {
+				fmt.Fprintln(w, p)
+			}
+		}
+		return &ExitError{Code: 1, Err: fmt.Errorf("check: %s: check failed: %w", name, err)}
+	}
+	res := &qcow2.CheckResult{Filename: name, Format: info.Format, Corruptions: len(problems), CorruptionsFixed: repaired, Messages: problems}
+	return reportCheck(w, name, o, mode, res, nil)
 }
 
 func writeHumanCheck(w io.Writer, r *qcow2.CheckResult, mode qcow2.RepairMode) {
