@@ -8,7 +8,9 @@ import (
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/format/qcow2"
+	"github.com/thinblk/thinblk/format/vhdx"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/protocol/file"
 )
 
 // CheckOptions are the flags of `thinblk check` (qemu-img check).
@@ -63,13 +65,25 @@ func Check(w io.Writer, name string, o CheckOptions) error {
 			}
 		}
 	}
+	logReplayed := false
+	if err != nil && mode != qcow2.RepairNone && (o.Format == "" || o.Format == "vhdx") {
+		// A VHDX whose log needs a replay opens only once the log is
+		// replayed into the file: qemu does that on any read-write open
+		// and counts it as a repaired corruption.
+		if replayed, rerr := replayVHDXLog(name); rerr != nil {
+			err = fmt.Errorf("%w (and replaying its log failed: %v)", err, rerr)
+		} else if replayed {
+			logReplayed = true
+			d, err = image.Open(name, image.Options{Format: o.Format, NoBacking: true})
+		}
+	}
 	if err != nil {
 		return &ExitError{Code: 1, Err: err}
 	}
 	defer d.Close()
 	img, ok := block.As[*qcow2.Image](d)
 	if !ok {
-		return checkOther(w, name, d, o, mode)
+		return checkOther(w, name, d, o, mode, logReplayed)
 	}
 	res, err := img.Check(mode)
 	if err == nil && mode != qcow2.RepairNone && (res.LeaksFixed > 0 || res.CorruptionsFixed > 0) {
@@ -127,7 +141,9 @@ type formatChecker interface {
 // checkOther checks an image that is not qcow2: through its format's
 // formatChecker, or exit 63 when the format has none (raw, vpc), as
 // qemu-img.
-func checkOther(w io.Writer, name string, d block.Driver, o CheckOptions, mode qcow2.RepairMode) error {
+// logReplayed says that a VHDX log was replayed before the open: one
+// repaired corruption, as qemu-img counts it.
+func checkOther(w io.Writer, name string, d block.Driver, o CheckOptions, mode qcow2.RepairMode, logReplayed bool) error {
 	info, _ := d.Info()
 	c, ok := block.As[formatChecker](d)
 	if !ok {
@@ -147,8 +163,29 @@ func checkOther(w io.Writer, name string, d block.Driver, o CheckOptions, mode q
 		}
 		return &ExitError{Code: 1, Err: fmt.Errorf("check: %s: check failed: %w", name, err)}
 	}
+	if logReplayed {
+		repaired++
+	}
 	res := &qcow2.CheckResult{Filename: name, Format: info.Format, Corruptions: len(problems), CorruptionsFixed: repaired, Messages: problems}
 	return reportCheck(w, name, o, mode, res, nil)
+}
+
+// replayVHDXLog replays the log of name into the file when name is a local
+// VHDX image that has one (see vhdx.ReplayLog), and reports whether it did.
+func replayVHDXLog(name string) (bool, error) {
+	if image.IsURL(name) {
+		return false, nil
+	}
+	f, err := file.Open(name, file.Options{Growable: true})
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	head := make([]byte, 8)
+	if f.Size() < int64(len(head)) || f.Pread(head, 0) != nil || vhdx.Probe(head) == 0 {
+		return false, nil
+	}
+	return vhdx.ReplayLog(f)
 }
 
 func writeHumanCheck(w io.Writer, r *qcow2.CheckResult, mode qcow2.RepairMode) {

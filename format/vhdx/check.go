@@ -2,8 +2,11 @@ package vhdx
 
 import (
 	"cmp"
+	"crypto/rand"
 	"fmt"
 	"slices"
+
+	"github.com/thinblk/thinblk/block"
 )
 
 // headerSectionEnd is the end of the header section (file identifier,
@@ -25,12 +28,13 @@ const headerSectionEnd = 1 << 20
 //   - two present blocks that overlap each other (a write to one changes
 //     the other). qemu-img does not check this.
 //
-// qemu counts a replayed log as a repaired corruption; thinblk never
-// replays a log into the file, and opening an image whose log needs a
-// replay fails before Check can run (read-only with -o replay-log=on it
-// is checked as replayed, in memory, and the replay is not counted). So
-// repair changes nothing here and repaired is always 0. Check takes the
-// BAT's read lock; it may run concurrently with I/O.
+// A log that needs a replay is not Check's business: opening such an
+// image fails before Check can run (read-only with -o replay-log=on it is
+// checked as replayed in memory). qemu replays the log whenever it opens an
+// image read-write and counts that as a repaired corruption; thinblk's
+// check -r does the same with [ReplayLog] before it opens the image. Check
+// itself repairs nothing, with or without repair, and repaired is always
+// 0. It takes the BAT's read lock; it may run concurrently with I/O.
 func (img *Image) Check(repair bool) (problems []string, repaired int, err error) {
 	batRegion, metaRegion, err := readRegions(img.file)
 	if err != nil {
@@ -101,4 +105,72 @@ func (img *Image) Check(repair bool) (problems []string, repaired int, err error
 		}
 	}
 	return problems, 0, nil
+}
+
+// ReplayLog writes the log of the VHDX image in file into the file, as qemu
+// does whenever it opens such an image read-write (qemu-img check -r leaks
+// and -r all both replay it, and count the replay as one repaired
+// corruption). It reports whether the image had a log to replay.
+//
+// The writes of the log's active sequence (see [Image] open with
+// replay-log=on, which applies the same writes in memory) are written in
+// place, growing the file where they reach past its end, and flushed; then
+// both headers are rewritten, each with the next sequence number, a new
+// FileWriteGuid and no LogGuid, the older slot first, each flushed. A crash
+// before the headers are written leaves the log in place, to be replayed
+// again (replaying is idempotent); a crash between the two header writes
+// leaves a current header without a log. file must be writable and not
+// open as an Image; nothing else may use it meanwhile. On error the file
+// may hold part of the replay and still name the log.
+func ReplayLog(file block.Driver) (replayed bool, err error) {
+	h, hOff, err := readHeaders(file)
+	if err != nil {
+		return false, err
+	}
+	if h.LogGUID.IsZero() {
+		return false, nil
+	}
+	writes, err := replayLog(file, h)
+	if err != nil {
+		return false, err
+	}
+	for _, w := range writes {
+		if end := w.off + w.n; end > file.Size() {
+			// Grow the file over the write (the gap reads as zeros).
+			if err := file.Pwrite(block.ZeroBuffer(logSector), end-logSector, 0); err != nil {
+				return false, fmt.Errorf("vhdx: log replay: %w", err)
+			}
+		}
+		if w.data != nil {
+			err = file.Pwrite(w.data, w.off, 0)
+		} else {
+			err = block.ZeroRange(file, w.off, w.n, 0)
+		}
+		if err != nil {
+			return false, fmt.Errorf("vhdx: log replay: %w", err)
+		}
+	}
+	if err := file.Flush(); err != nil {
+		return false, fmt.Errorf("vhdx: log replay: %w", err)
+	}
+	nh := *h
+	nh.LogGUID = GUID{}
+	if _, err := rand.Read(nh.FileWriteGUID[:]); err != nil {
+		return false, err
+	}
+	target := int64(header1Offset)
+	if hOff == header1Offset {
+		target = header2Offset
+	}
+	for range 2 {
+		nh.SequenceNumber++
+		if err := file.Pwrite(nh.encode(), target, 0); err != nil {
+			return false, fmt.Errorf("vhdx: log replay: header: %w", err)
+		}
+		if err := file.Flush(); err != nil {
+			return false, fmt.Errorf("vhdx: log replay: header: %w", err)
+		}
+		target = header1Offset + header2Offset - target
+	}
+	return true, nil
 }
