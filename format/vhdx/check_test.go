@@ -1,0 +1,307 @@
+package vhdx
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/thinblk/thinblk/internal/formattest"
+	"github.com/thinblk/thinblk/internal/testutil"
+)
+
+// The check helpers below are the same as format/vdi's check_test.go
+// (TODO: move them to internal/formattest, which another helper owns).
+
+// checkRun is one program's `check` of an image: exit code, human output
+// (stdout and stderr) and the JSON fields (nil when it printed none).
+type checkRun struct {
+	code  int
+	human string
+	json  map[string]any
+}
+
+// runCheck runs prog (qemu-img or thinblk) check on name, human and JSON.
+func runCheck(t *testing.T, prog, name string, args ...string) checkRun {
+	t.Helper()
+	a := append([]string{"check"}, args...)
+	out, errs, code := testutil.Run(t, prog, append(a, name)...)
+	jout, _, jcode := testutil.Run(t, prog, append(append(a, "--output=json"), name)...)
+	if jcode != code {
+		t.Fatalf("%s check %v %s: exit %d, with --output=json %d", prog, args, name, code, jcode)
+	}
+	r := checkRun{code: code, human: out + errs}
+	if strings.TrimSpace(jout) != "" {
+		if err := json.Unmarshal([]byte(jout), &r.json); err != nil {
+			t.Fatalf("%s check --output=json %s: %v\n%s", prog, name, err, jout)
+		}
+	}
+	return r
+}
+
+// checkBoth checks name with qemu-img and thinblk and fails unless both
+// exit with the same code and print the same JSON fields, with the same
+// values except that thinblk's corruptions may exceed qemu-img's by
+// moreCorruptions (the problems qemu-img does not look for). It returns
+// thinblk's run.
+func checkBoth(t *testing.T, name string, moreCorruptions int, args ...string) checkRun {
+	t.Helper()
+	testutil.NeedTool(t, "qemu-img")
+	q := runCheck(t, "qemu-img", name, args...)
+	o := runCheck(t, testutil.Thinblk(t), name, args...)
+	if q.code != o.code {
+		t.Fatalf("check %v %s: thinblk exits %d, qemu-img %d\nthinblk:\n%s\nqemu-img:\n%s", args, name, o.code, q.code, o.human, q.human)
+	}
+	want := q.json
+	if moreCorruptions != 0 && want != nil {
+		want = map[string]any{}
+		for k, v := range q.json {
+			want[k] = v
+		}
+		want["corruptions"] = q.json["corruptions"].(float64) + float64(moreCorruptions)
+	}
+	if !reflect.DeepEqual(want, o.json) {
+		t.Fatalf("check --output=json %v %s: thinblk %v, want %v (qemu-img %v)", args, name, o.json, want, q.json)
+	}
+	return o
+}
+
+// errorLines returns the "ERROR" lines of a human check output.
+func errorLines(out string) []string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "ERROR") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// batOffset returns the file offset of the BAT of the VHDX file b.
+func batOffset(t *testing.T, b []byte) int64 {
+	t.Helper()
+	rs, err := parseRegionTable(b[region1Offset:region1Offset+regionSize], int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.GUID == regionBAT {
+			return int64(r.Offset)
+		}
+	}
+	t.Fatal("no BAT region")
+	return 0
+}
+
+// TestCheckClean: VHDX images made by qemu-img (dynamic and fixed, empty
+// and written, several block sizes) and by thinblk convert check clean
+// with both programs, with the same JSON, also with -r leaks and -r all
+// (which qemu-img accepts for vhdx).
+func TestCheckClean(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io")
+	dir := t.TempDir()
+	var names []string
+	for _, c := range []struct{ name, opts string }{
+		{"dyn.vhdx", "block_size=1M"},
+		{"dyn8.vhdx", ""},
+		{"fixed.vhdx", "subformat=fixed,block_size=1M"},
+		{"zero.vhdx", "block_size=2M,block_state_zero=on"},
+	} {
+		name := filepath.Join(dir, c.name)
+		args := []string{"create", "-q", "-f", "vhdx"}
+		if c.opts != "" {
+			args = append(args, "-o", c.opts)
+		}
+		formattest.QemuImg(t, append(args, name, "9M")...)
+		if c.name != "dyn8.vhdx" {
+			formattest.QemuIO(t, "vhdx", name, "write -P 1 0 1500k", "write -P 2 7m 4k")
+		}
+		names = append(names, name)
+	}
+	src := filepath.Join(dir, "src.raw")
+	formattest.QemuImg(t, "create", "-q", "-f", "raw", src, "9M")
+	formattest.QemuIO(t, "raw", src, "write -P 3 1m 2m", "write -P 4 8m 512")
+	conv := filepath.Join(dir, "conv.vhdx")
+	testutil.MustRun(t, testutil.Thinblk(t), "convert", "-f", "raw", "-O", "vhdx", src, conv)
+	names = append(names, conv)
+	for _, name := range names {
+		for _, args := range [][]string{nil, {"-r", "leaks"}, {"-r", "all"}} {
+			o := checkBoth(t, name, 0, args...)
+			if o.code != 0 || !strings.Contains(o.human, "No errors were found on the image.") {
+				t.Fatalf("%s %v: exit %d\n%s", name, args, o.code, o.human)
+			}
+		}
+	}
+}
+
+// TestCheckCorrupt changes BAT entries of a qemu-made image (entries chosen
+// at random): a block past the end of the file, a truncated file, a block
+// over the log, two entries naming one block.
+func TestCheckCorrupt(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io")
+	rng := rand.New(rand.NewSource(testutil.Seed(t)))
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.vhdx")
+	formattest.QemuImg(t, "create", "-q", "-f", "vhdx", "-o", "block_size=1M", base, "8M")
+	formattest.QemuIO(t, "vhdx", base, "write -P 1 0 3M")
+	orig, err := os.ReadFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bat := batOffset(t, orig)
+	entry := func(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[bat+int64(i)*8:]) }
+	var present, absent []int
+	for i := 0; i < 8; i++ {
+		if entryState(entry(orig, i)) == payloadFullyPresent {
+			present = append(present, i)
+		} else {
+			absent = append(absent, i)
+		}
+	}
+	if len(present) != 3 {
+		t.Fatalf("qemu-img wrote %d blocks, want 3", len(present))
+	}
+	h, err := parseHeader(orig[header1Offset:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	logOff := int64(h.LogOffset)
+	pick := func(s []int) int { return s[rng.Intn(len(s))] }
+	cases := []struct {
+		name     string
+		change   func(b []byte) []byte
+		want     []string // substrings of thinblk's ERROR lines, one per line
+		qemuCode int
+	}{
+		{"past-eof", func(b []byte) []byte {
+			binary.LittleEndian.PutUint64(b[bat+int64(pick(absent))*8:], makeEntry(payloadFullyPresent, roundUp(int64(len(b)), mib)+int64(rng.Intn(100))*mib))
+			return b
+		}, []string{"start offset"}, 2},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1-rng.Intn(mib-1)] },
+			[]string{"end offset"}, 2},
+		{"over-log", func(b []byte) []byte {
+			binary.LittleEndian.PutUint64(b[bat+int64(pick(present))*8:], makeEntry(payloadFullyPresent, logOff))
+			return b
+		}, []string{"overlaps the log"}, 2},
+		// qemu-img does not look for blocks shared by two entries.
+		{"twice", func(b []byte) []byte {
+			a := rng.Perm(len(present))
+			binary.LittleEndian.PutUint64(b[bat+int64(present[a[0]])*8:], entry(b, present[a[1]]))
+			return b
+		}, []string{"overlaps the block of BAT entry"}, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), "bad.vhdx")
+			if err := os.WriteFile(name, c.change(append([]byte(nil), orig...)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var o checkRun
+			if c.qemuCode == 2 {
+				o = checkBoth(t, name, 0)
+			} else {
+				q := runCheck(t, "qemu-img", name)
+				o = runCheck(t, testutil.Thinblk(t), name)
+				if q.code != c.qemuCode {
+					t.Fatalf("qemu-img exits %d, want %d\n%s", q.code, c.qemuCode, q.human)
+				}
+			}
+			if o.code != 2 {
+				t.Fatalf("thinblk exits %d, want 2\n%s", o.code, o.human)
+			}
+			lines := errorLines(o.human)
+			if len(lines) != len(c.want) {
+				t.Fatalf("%d ERROR lines, want %d:\n%s", len(lines), len(c.want), o.human)
+			}
+			for k, w := range c.want {
+				if !strings.Contains(lines[k], w) {
+					t.Fatalf("ERROR line %q does not say %q", lines[k], w)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckReplaysLog: an image whose BAT update and data are only in its
+// log fails to check without -r in both programs (exit 1); with -r all
+// both replay the log into the file (one repaired corruption, exit 0), and
+// the two replayed files read the same, qemu-img checking ours clean.
+func TestCheckReplaysLog(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img")
+	b, g, batOff := buildImage(t, CreateParams{Size: 8 << 20, BlockSize: mib, LogSize: mib, Subformat: "dynamic"})
+	data := make([]byte, mib)
+	for i := range data {
+		data[i] = byte(i/4096 + 1)
+	}
+	b, blockOff := appendBlock(b, data)
+	batPage := append([]byte(nil), b[batOff:batOff+logSector]...)
+	binary.LittleEndian.PutUint64(batPage[g.payloadIndex(2)*8:], makeEntry(payloadFullyPresent, blockOff))
+	page := make([]byte, logSector)
+	for i := range page {
+		page[i] = 0x5a
+	}
+	logGUID := mustGUID("0a0b0c0d-1111-2222-3333-444455556677")
+	active := buildLogEntry(4, 0, logGUID, int64(len(b)), []testLogOp{
+		{off: batOff, page: batPage},
+		{off: blockOff + 4096, zero: 2 * 4096},
+		{off: blockOff + 6*4096, page: page},
+		// Past the end of the file: the replay grows it.
+		{off: blockOff + mib + 4096, page: page},
+	})
+	copy(b[mib:], active)
+	h, _ := parseHeader(b[header2Offset:])
+	h.LogGUID = logGUID
+	h.SequenceNumber = 5
+	copy(b[header2Offset:], h.encode())
+
+	dir := t.TempDir()
+	ours, theirs := filepath.Join(dir, "ours.vhdx"), filepath.Join(dir, "theirs.vhdx")
+	for _, n := range []string{ours, theirs} {
+		if err := os.WriteFile(n, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := checkBoth(t, ours, 0)
+	if o.code != 1 {
+		t.Fatalf("check of an image with a log: exit %d, want 1\n%s", o.code, o.human)
+	}
+	q := runCheck(t, "qemu-img", theirs, "-r", "all")
+	o = runCheck(t, testutil.Thinblk(t), ours, "-r", "all")
+	// runCheck ran each twice: the second (JSON) run found the log
+	// replayed already. Compare the human runs' words and the exit codes.
+	if q.code != 0 || o.code != 0 {
+		t.Fatalf("check -r all: qemu-img exit %d, thinblk %d\nqemu-img:\n%s\nthinblk:\n%s", q.code, o.code, q.human, o.human)
+	}
+	for _, w := range []string{"were found and repaired", "1 corruptions", "No errors were found on the image."} {
+		if !strings.Contains(q.human, w) || !strings.Contains(o.human, w) {
+			t.Fatalf("check -r all output lacks %q\nqemu-img:\n%s\nthinblk:\n%s", w, q.human, o.human)
+		}
+	}
+	if got, want := formattest.QemuRaw(t, ours, "vhdx"), formattest.QemuRaw(t, theirs, "vhdx"); firstDiff(got, want) >= 0 {
+		t.Fatalf("replayed images read differently at %d", firstDiff(got, want))
+	}
+	if o := checkBoth(t, ours, 0); o.code != 0 {
+		t.Fatalf("check after the replay: exit %d\n%s", o.code, o.human)
+	}
+	// The JSON of a replay, against a fresh copy for each program.
+	for _, n := range []string{ours, theirs} {
+		if err := os.WriteFile(n, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	qj, _, _ := testutil.Run(t, "qemu-img", "check", "-r", "all", "--output=json", theirs)
+	oj, _, _ := testutil.Run(t, testutil.Thinblk(t), "check", "-r", "all", "--output=json", ours)
+	var qm, om map[string]any
+	if json.Unmarshal([]byte(qj), &qm) != nil || json.Unmarshal([]byte(oj), &om) != nil {
+		t.Fatalf("JSON: qemu-img %q, thinblk %q", qj, oj)
+	}
+	delete(qm, "filename")
+	delete(om, "filename")
+	if !reflect.DeepEqual(qm, om) || qm["corruptions-fixed"] != float64(1) {
+		t.Fatalf("check -r all JSON: thinblk %v, qemu-img %v (want corruptions-fixed 1)", om, qm)
+	}
+}
