@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/rand"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/thinblk/thinblk/block"
@@ -18,11 +19,11 @@ const headerSectionEnd = 1 << 20
 // each a corruption:
 //
 //   - a present block (payload FULLY_PRESENT or PARTIALLY_PRESENT, sector
-//     bitmap PRESENT) that starts at or past the end of the file, or ends
-//     past it (for the last payload block, only its part inside the virtual
-//     disk counts), as qemu ("VHDX BAT entry 2 start offset 104857600
-//     points after end of file (11534336). Image has probably been
-//     truncated.");
+//     bitmap PRESENT) whose offset overflows, that starts at or past the
+//     end of the file, or that ends past it (for the last payload block,
+//     only its part inside the virtual disk counts), as qemu ("VHDX BAT
+//     entry 2 start offset 104857600 points after end of file (11534336).
+//     Image has probably been truncated.");
 //   - a present block that overlaps the header section (the first 1 MiB),
 //     the log, the BAT or the metadata region, as qemu;
 //   - two present blocks that overlap each other (a write to one changes
@@ -79,6 +80,9 @@ func (img *Image) Check(repair bool) (problems []string, repaired int, err error
 		}
 		start := entryOffset(e)
 		switch {
+		case start < 0 || start > math.MaxInt64-length:
+			problems = append(problems, fmt.Sprintf("ERROR: VHDX BAT entry %d offset overflow.", idx))
+			continue
 		case start >= fileSize:
 			problems = append(problems, fmt.Sprintf("ERROR: VHDX BAT entry %d start offset %d points after end of file (%d). Image has probably been truncated.", idx, start, fileSize))
 			continue
