@@ -58,6 +58,8 @@ type Image struct {
 	// compressed cluster writer state: the next free byte in the current
 	// partially used cluster, 0 when none.
 	compNext int64
+	// meta: QEMU's preallocated-metadata heuristic (prealloc_detect.go).
+	meta metaPrealloc
 
 	keepDirty bool // OptionKeepDirty, set at open
 	// dirtyPending: opened writable with the dirty bit kept; mutating

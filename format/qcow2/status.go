@@ -11,13 +11,20 @@ import (
 // stored data, Data|Allocated|Compressed for compressed clusters,
 // Zero|Allocated with the host offset for zero units that keep their host
 // cluster (anchored), Zero for zero units without one, and no bits for
-// unallocated units (read from the backing chain). Consecutive units with
+// unallocated units (read from the backing chain), with the host offset
+// when the unit is an unallocated subcluster of a cluster that has one. Consecutive units with
 // the same status (and contiguous host offsets) are merged, across L2
 // tables: one call answers a whole run of equal clusters, however long.
 //
+// On an image that looks metadata-preallocated (see metaPrealloc, decided
+// at the first call as QEMU does), a run of stored data is then cut where
+// the file's status changes under it, and is Data|Zero where the file has a
+// hole or ends: such clusters read as zeros. That costs one file status
+// request per data run; other images never ask the file.
+//
 // The L2 entries are decoded in place in the cached tables; a call
-// allocates nothing. It holds the metadata lock for the walk, so it may
-// run concurrently with anything.
+// allocates nothing. It holds the metadata lock for the walk (not for the
+// file request), so it may run concurrently with anything.
 func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 	size := img.Size()
 	if err := block.CheckRange(off, n, size); err != nil || n == 0 {
@@ -27,10 +34,14 @@ func (img *Image) BlockStatus(off, n int64) (block.Extent, error) {
 		return block.Extent{}, img.opError("block-status", off, n, err)
 	}
 	img.mu.Lock()
-	defer img.mu.Unlock()
+	meta := img.metaPreallocLocked()
 	ext, err := img.statusLocked(off, off+n)
+	img.mu.Unlock()
 	if err != nil {
 		return block.Extent{}, img.opError("block-status", off, n, err)
+	}
+	if meta && ext.Status&(block.Data|block.Compressed) == block.Data && ext.HostOffset >= 0 {
+		ext = img.fileZeroStatus(ext)
 	}
 	return ext, nil
 }
@@ -114,6 +125,11 @@ func (img *Image) statusLocked(off, end int64) (block.Extent, error) {
 					if m.host != 0 {
 						st, host = block.Zero|block.Allocated, m.host+inCluster
 					}
+				case m.host != 0:
+					// An unallocated subcluster of a cluster that has a
+					// host cluster: no status bits, but the host offset
+					// is known (qemu-img map shows it).
+					host = m.host + inCluster
 				}
 				if !add(st, host, c) {
 					return ext, nil
