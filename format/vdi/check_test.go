@@ -15,6 +15,7 @@ import (
 	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
+	"github.com/thinblk/thinblk/protocol/mem"
 )
 
 // checkRun is one program's `check` of an image: exit code, human output
@@ -248,4 +249,39 @@ func TestCheckNoCheck(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzCheck runs Check on arbitrary images that open: every problem is one
+// "ERROR: " line, never a panic or a giant allocation, and repair is always
+// refused.
+//
+//	go test ./format/vdi -run '^$' -fuzz FuzzCheck -fuzztime 60s
+func FuzzCheck(f *testing.F) {
+	f.Add(tinyDynamic())
+	for _, s := range qemuSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		node := mem.New(int64(len(data)))
+		if err := node.Pwrite(data, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		img, err := Open(node, image.FormatOpen{Name: "fuzz.vdi", ReadOnly: true})
+		if err != nil {
+			return
+		}
+		defer img.Close()
+		problems, _, err := img.Check(false)
+		if err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		for _, p := range problems {
+			if !strings.HasPrefix(p, "ERROR: ") || strings.Contains(p, "\n") {
+				t.Fatalf("problem line %q", p)
+			}
+		}
+		if _, _, err := img.Check(true); !errors.Is(err, block.ErrNotSupported) {
+			t.Fatalf("Check(repair) = %v", err)
+		}
+	})
 }

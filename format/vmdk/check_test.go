@@ -16,6 +16,7 @@ import (
 	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/formattest"
 	"github.com/thinblk/thinblk/internal/testutil"
+	"github.com/thinblk/thinblk/protocol/mem"
 )
 
 // The check helpers below are the same as format/vdi's check_test.go
@@ -246,4 +247,41 @@ func TestCheckDirect(t *testing.T) {
 	if _, _, err := img.Check(true); !errors.Is(err, block.ErrNotSupported) {
 		t.Fatalf("Check(repair) = %v, want ErrNotSupported", err)
 	}
+}
+
+// FuzzCheck runs Check on arbitrary images that open (extent files named
+// by a descriptor are never opened): every problem is one "ERROR: " line,
+// an error is ErrCorrupt (grains past the end) or a read error, never a
+// panic or a giant allocation.
+//
+//	go test ./format/vmdk -run '^$' -fuzz FuzzCheck -fuzztime 60s
+func FuzzCheck(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s)
+	}
+	saved := openExtentFile
+	f.Cleanup(func() { openExtentFile = saved })
+	openExtentFile = func(path string) (block.Driver, error) {
+		return nil, errors.New("fuzz: extent files are not opened")
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		node := mem.New(int64(len(data)))
+		if err := node.Pwrite(data, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		img, err := Open(node, image.FormatOpen{Name: "fuzz.vmdk", ReadOnly: true, NoBacking: true})
+		if err != nil {
+			return
+		}
+		defer img.Close()
+		problems, _, err := img.Check(false)
+		if err != nil && !errors.Is(err, block.ErrCorrupt) {
+			t.Fatalf("Check: %v", err)
+		}
+		for _, p := range problems {
+			if !strings.HasPrefix(p, "ERROR: ") || strings.Contains(p, "\n") {
+				t.Fatalf("problem line %q", p)
+			}
+		}
+	})
 }
