@@ -54,14 +54,14 @@ func Check(w io.Writer, name string, o CheckOptions) error {
 		d, err = image.Open(name, image.Options{Format: o.Format, ReadOnly: true, NoBacking: true})
 	}
 	if err != nil && mode != qcow2.RepairNone {
-		// A format that cannot repair says so (63) even where it cannot
-		// be opened writable (a vdi with a doubly used block, a vmdk
-		// with flat extents), as qemu-img does.
+		// A format checker that cannot repair says so (63) even where
+		// the image cannot be opened writable (a vdi with a doubly used
+		// block, a vmdk with flat extents), as qemu-img does.
 		if ro, rerr := image.Open(name, image.Options{Format: o.Format, ReadOnly: true, NoBacking: true}); rerr == nil {
-			if _, isQcow2 := block.As[*qcow2.Image](ro); isQcow2 {
-				ro.Close()
-			} else {
+			if _, ok := block.As[formatChecker](ro); ok {
 				d, err = ro, nil
+			} else {
+				ro.Close()
 			}
 		}
 	}

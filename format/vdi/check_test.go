@@ -201,6 +201,11 @@ func TestCheckCorrupt(t *testing.T) {
 					t.Fatalf("ERROR line %q does not say %q", lines[k], w)
 				}
 			}
+			// No repair, even where thinblk refuses a writable open
+			// (a doubly used block).
+			if o := checkBoth(t, name, 0, "-r", "leaks"); o.code != 63 {
+				t.Fatalf("-r leaks: exit %d, want 63\n%s", o.code, o.human)
+			}
 		})
 	}
 }
