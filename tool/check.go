@@ -140,9 +140,8 @@ type formatChecker interface {
 
 // checkOther checks an image that is not qcow2: through its format's
 // formatChecker, or exit 63 when the format has none (raw, vpc), as
-// qemu-img.
-// logReplayed says that a VHDX log was replayed before the open: one
-// repaired corruption, as qemu-img counts it.
+// qemu-img. logReplayed says that a VHDX log was replayed before the open:
+// one repaired corruption, as qemu-img counts it.
 func checkOther(w io.Writer, name string, d block.Driver, o CheckOptions, mode qcow2.RepairMode, logReplayed bool) error {
 	info, _ := d.Info()
 	c, ok := block.As[formatChecker](d)
@@ -172,13 +171,15 @@ func checkOther(w io.Writer, name string, d block.Driver, o CheckOptions, mode q
 
 // replayVHDXLog replays the log of name into the file when name is a local
 // VHDX image that has one (see vhdx.ReplayLog), and reports whether it did.
+// A file it cannot open writable is not replayed (the caller's open error
+// says why).
 func replayVHDXLog(name string) (bool, error) {
 	if image.IsURL(name) {
 		return false, nil
 	}
 	f, err := file.Open(name, file.Options{Growable: true})
 	if err != nil {
-		return false, err
+		return false, nil
 	}
 	defer f.Close()
 	head := make([]byte, 8)
