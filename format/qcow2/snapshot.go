@@ -10,7 +10,7 @@ import (
 // their L1 tables, L2 tables and data clusters have refcounts above one
 // while they are shared with the active image, and writes to such clusters
 // copy them first (see writeCluster and l2ForWriteLocked). Creating,
-// applying and deleting snapshots is not supported.
+// applying and deleting them is in snapshot_write.go.
 
 const maxSnapshotExtra = 1024
 

@@ -133,7 +133,7 @@ func (img *Image) writeClusterData(vc int64, old, m mapping, needNew bool, data 
 			if err := img.decompressCluster(old, full); err != nil {
 				return err
 			}
-		} else if err := img.file.Pread(full, old.host); err != nil {
+		} else if err := img.readHostCluster(full, old.host); err != nil {
 			return err
 		}
 		if err := img.fillUnits(full, 0, cstart, old, a, b); err != nil {
@@ -183,6 +183,18 @@ func (img *Image) writeClusterData(vc int64, old, m mapping, needNew bool, data 
 	}
 	copy(buf[a-from:], data)
 	return img.file.Pwrite(buf, m.host+from, 0)
+}
+
+// readHostCluster reads the host cluster at host into buf (a cluster).
+// With subclusters the file may end inside the cluster, after its last
+// allocated unit: the rest was never written and reads as zeros.
+func (img *Image) readHostCluster(buf []byte, host int64) error {
+	n := min(int64(len(buf)), img.file.Size()-host)
+	if n <= 0 {
+		return corruptf("host cluster 0x%x is past the end of the file", host)
+	}
+	clear(buf[n:])
+	return img.file.Pread(buf[:n], host)
 }
 
 // fillUnits fills, in buf (which holds cluster bytes from bufStart), the

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/thinblk/thinblk/tool"
+)
+
+func init() {
+	var o tool.SnapshotOptions
+	c := &cobra.Command{
+		Use:   "snapshot [-l | -a SNAPSHOT | -c SNAPSHOT | -d SNAPSHOT] [-f FMT] [-q] FILE",
+		Short: "list, create, apply or delete internal snapshots (qemu-img snapshot)",
+		Args:  rangeArgs(1, 1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return tool.Snapshot(c.OutOrStdout(), args[0], o)
+		},
+	}
+	f := c.Flags()
+	f.StringVarP(&o.Format, "format", "f", "", "image format (default: probe)")
+	f.BoolVarP(&o.List, "list", "l", false, "list the snapshots (the default)")
+	f.StringVarP(&o.Apply, "apply", "a", "", "revert the image to a snapshot (by ID, or else by name)")
+	f.StringVarP(&o.Create, "create", "c", "", "create a snapshot of the image with this name")
+	f.StringVarP(&o.Delete, "delete", "d", "", "delete the snapshot with this name")
+	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing on success")
+	rootCmd.AddCommand(c)
+}
