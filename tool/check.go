@@ -211,10 +211,13 @@ func writeHumanCheck(w io.Writer, r *qcow2.CheckResult, mode qcow2.RepairMode) {
 			fmt.Fprintf(w, "\n%d internal errors have occurred during the check.\n", r.CheckErrors)
 		}
 	}
-	if r.TotalClusters > 0 {
-		pct := func(n int64) float64 { return 100 * float64(n) / float64(r.TotalClusters) }
+	if r.TotalClusters > 0 && r.AllocatedClusters > 0 {
+		// As qemu-img: fragmented and compressed are shares of the
+		// allocated clusters, and the line is left out when there are none.
+		pct := func(n, of int64) float64 { return 100 * float64(n) / float64(of) }
 		fmt.Fprintf(w, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\n",
-			r.AllocatedClusters, r.TotalClusters, pct(r.AllocatedClusters), pct(r.FragmentedClusters), pct(r.CompressedClusters))
+			r.AllocatedClusters, r.TotalClusters, pct(r.AllocatedClusters, r.TotalClusters),
+			pct(r.FragmentedClusters, r.AllocatedClusters), pct(r.CompressedClusters, r.AllocatedClusters))
 	}
 	if r.ImageEndOffset > 0 {
 		fmt.Fprintf(w, "Image end offset: %d\n", r.ImageEndOffset)

@@ -325,12 +325,15 @@ func (c *checker) walkL2(tbl []byte, l2Off int64, uses uint32, first int64, acti
 			start := m.compOff &^ 511
 			c.refN(start, m.compOff+m.compLen-start, uses, "compressed cluster")
 			if inDisk {
+				// As qemu-img counts them: compressed clusters are
+				// fragmented by nature (they share sectors).
 				c.res.AllocatedClusters++
 				c.res.CompressedClusters++
+				c.res.FragmentedClusters++
 			}
 		case m.host != 0:
 			c.refN(m.host, img.clusterSize, uses, "data cluster")
-			if inDisk && m.alloc != 0 {
+			if inDisk {
 				c.res.AllocatedClusters++
 				if *prevHost >= 0 && m.host != *prevHost+img.clusterSize {
 					c.res.FragmentedClusters++
