@@ -162,17 +162,7 @@ func describe(name, format string, opts map[string]string) (ImageInfo, error) {
 		in.DirtyFlag = df.DirtyFlag()
 	}
 	if sl, ok := block.As[image.SnapshotLister](d); ok {
-		for _, sn := range sl.SnapshotList() {
-			js := SnapshotJSON{
-				VMClockNsec: sn.VMClockNsec % 1e9, Name: sn.Name, DateSec: sn.DateSec, DateNsec: sn.DateNsec,
-				VMClockSec: sn.VMClockNsec / 1e9, ID: sn.ID, VMStateSize: sn.VMStateSize,
-			}
-			if sn.ICount >= 0 {
-				ic := sn.ICount
-				js.ICount = &ic
-			}
-			in.Snapshots = append(in.Snapshots, js)
-		}
+		in.Snapshots = snapshotsJSON(sl)
 	}
 	if bf, ok := block.As[image.BackingFiler](d); ok {
 		if bname, bfmt := bf.BackingFile(); bname != "" {
