@@ -344,3 +344,45 @@ func TestBlocktestMetaPrealloc(t *testing.T) {
 	}, o)
 	mustBeClean(t, name)
 }
+
+// TestMetaPreallocThresholdAgainstQemu punches one more data cluster of an
+// ordinary image on the host at each step (the first half of it, then the
+// rest), so the file's allocation
+// falls through QEMU's threshold: at every step `thinblk map` prints what
+// `qemu-img map` prints, and the steps cover both sides of the threshold.
+func TestMetaPreallocThresholdAgainstQemu(t *testing.T) {
+	testutil.NeedTool(t, "qemu-img", "qemu-io", "fallocate")
+	bin := testutil.Thinblk(t)
+	img := createWith(t, t.TempDir(), "steps.qcow2", "cluster_size=64k", "8M", []string{"-c", "write -P 5 0 6400k"})
+	runs := qemuDataRuns(t, img)
+	if len(runs) != 1 {
+		t.Fatalf("want one data run, got %v", runs)
+	}
+	var sides [2]bool
+	host := runs[0][0]
+	for step := 0; step < 28; step++ {
+		if step > 0 {
+			// Half clusters: the allocation passes the threshold in
+			// steps finer than a cluster.
+			o := host + int64(step-1)*32<<10
+			run(t, "fallocate", "--punch-hole", "-o", fmt.Sprint(o), "-l", "32768", img)
+		}
+		want := run(t, "qemu-img", "map", "--output=json", img)
+		got := run(t, bin, "map", "--output=json", img)
+		if got != want {
+			t.Fatalf("step %d (%d bytes on the host): thinblk map differs\nthinblk:\n%s\nqemu-img:\n%s", step, testutil.HostBytes(t, img), got, want)
+		}
+		detected := strings.Contains(want, `"zero": true, "data": true`)
+		sides[b2i(detected)] = true
+	}
+	if !sides[0] || !sides[1] {
+		t.Fatalf("the steps did not cross QEMU's threshold (seen: not detected %v, detected %v)", sides[0], sides[1])
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
