@@ -13,6 +13,7 @@ import (
 	"github.com/thinblk/thinblk/block/blocktest"
 	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/testutil"
+	"github.com/thinblk/thinblk/protocol/mem"
 )
 
 // preallocCase builds one image in dir and returns its path.
@@ -385,4 +386,90 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// allocFile is a file node that reports a chosen allocation through
+// AllocatedBytes and counts the calls of Info.
+type allocFile struct {
+	block.Driver
+	alloc int64
+	infos int
+}
+
+func (f *allocFile) AllocatedBytes() (int64, error) { return f.alloc, nil }
+
+// Close leaves the shared node open for the next image.
+func (f *allocFile) Close() error { return nil }
+
+func (f *allocFile) Info() (block.Info, error) {
+	f.infos++
+	return f.Driver.Info()
+}
+
+// TestMetaPreallocThresholdExact checks QEMU's rule at its boundary on a
+// metadata-preallocated image in memory, with the file's allocation
+// chosen: with r whole clusters allocated the image is detected exactly
+// when the clusters in use reach max(r*10/9, r+2), bytes short of a whole
+// cluster do not count, and the allocation comes from AllocatedBytes, not
+// from Info (which walks the file).
+func TestMetaPreallocThresholdExact(t *testing.T) {
+	node := mem.NewGrowable(0)
+	if err := CreateOn(node, image.CreateOptions{Size: 3 << 20, Options: map[string]string{"preallocation": "metadata"}}); err != nil {
+		t.Fatal(err)
+	}
+	open := func(alloc int64) (*Image, *allocFile) {
+		f := &allocFile{Driver: node, alloc: alloc}
+		img, err := Open(f, image.FormatOpen{Name: "mem.qcow2", ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img, f
+	}
+	// The clusters in use below the end of the file.
+	img, _ := open(0)
+	cs := img.clusterSize
+	end := (node.Size() + cs - 1) / cs
+	var used int64
+	img.mu.Lock()
+	for i := int64(0); i < end; i++ {
+		rc, err := img.refcountLocked(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc != 0 {
+			used++
+		}
+	}
+	img.mu.Unlock()
+	img.Close()
+	threshold := func(r int64) int64 { return max(r*10/9, r+2) }
+	var r int64 // the most whole clusters allocated that still detect
+	for threshold(r+1) <= used {
+		r++
+	}
+	t.Logf("%d clusters in use, detected up to %d allocated", used, r)
+	for _, c := range []struct {
+		alloc int64
+		want  bool
+	}{
+		{0, true},
+		{r * cs, true},
+		{r*cs + cs - 1, true},
+		{(r + 1) * cs, false},
+		{used * cs, false},
+	} {
+		img, f := open(c.alloc)
+		e, err := img.BlockStatus(0, img.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := e.Status&block.Zero != 0
+		if got != c.want || e.Status&block.Data == 0 {
+			t.Errorf("allocated %d bytes: status %+v, want Data with Zero %v", c.alloc, e, c.want)
+		}
+		if f.infos != 0 {
+			t.Errorf("allocated %d bytes: Info called %d times, want AllocatedBytes only", c.alloc, f.infos)
+		}
+		img.Close()
+	}
 }
