@@ -32,9 +32,11 @@
 // # Log
 //
 // An image whose header names a log (a non-zero LogGuid) was not closed
-// cleanly: its metadata may be stale until the log is replayed. thinblk
-// never writes a replay into the file. Such an image is refused with an
-// error saying so, unless it is opened read-only with one of the options:
+// cleanly: its metadata may be stale until the log is replayed. Opening
+// never writes a replay into the file (only `thinblk check -r leaks|all`
+// does, through [ReplayLog], as qemu-img check does). Such an image is
+// refused with an error saying so, unless it is opened read-only with one
+// of the options:
 //
 //   - replay-log=on: the log's active sequence (the valid entry with the
 //     highest sequence number and the chain of entries from its tail) is

@@ -123,7 +123,7 @@ func Open(file block.Driver, o image.FormatOpen) (*Image, error) {
 		case ignoreLog && o.ReadOnly:
 			img.logState = "dirty, not replayed"
 		default:
-			return nil, fmt.Errorf("vhdx: %w: the image has a log to replay (it was not closed cleanly; LogGuid %s): thinblk does not write the replay into the file; open it read-only with -o replay-log=on to read it as replayed (in memory), or with -o ignore-log=on to read the possibly stale metadata, or let Hyper-V or qemu-img check -r all replay it",
+			return nil, fmt.Errorf("vhdx: %w: the image has a log to replay (it was not closed cleanly; LogGuid %s): opening does not write the replay into the file; replay it with thinblk check -r all, or open it read-only with -o replay-log=on to read it as replayed (in memory), or with -o ignore-log=on to read the possibly stale metadata",
 				block.ErrNotSupported, h.LogGUID)
 		}
 	}
