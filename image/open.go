@@ -70,7 +70,12 @@ func openLayer(name string, o Options, seen map[string]bool, depth int) (block.D
 		return nil, reasonf(block.ErrInvalid, "backing file loop: %s is already in the chain", name)
 	}
 
-	storage, err := openStorage(name, o.ReadOnly, cache, unmap)
+	if o.ForceShare && !o.ReadOnly {
+		return nil, reasonf(block.ErrInvalid, "force-share=on can only be used with read-only images")
+	}
+	// Lock as a raw image until the format is known (QEMU's raw takes the
+	// least), then as a format with metadata when it is not raw.
+	storage, fileNode, err := openStorage(name, o, o.Format != "" && o.Format != "raw", cache, unmap)
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +93,12 @@ func openLayer(name string, o Options, seen map[string]bool, depth int) (block.D
 	if !ok {
 		storage.Close()
 		return nil, reasonf(block.ErrNotSupported, "unknown format %q (known: %s)", format, knownFormats())
+	}
+	if fileNode != nil && o.Format == "" && format != "raw" {
+		if err := fileNode.SetPerm(lockPerms(o, true)); err != nil {
+			storage.Close()
+			return nil, err
+		}
 	}
 	if f.Open == nil {
 		storage.Close()
@@ -113,10 +124,18 @@ func openLayer(name string, o Options, seen map[string]bool, depth int) (block.D
 			inner[k] = true
 		}
 		bo := Options{
-			Format:   backingFormat,
-			ReadOnly: true,
-			Cache:    o.Cache,
-			Discard:  o.Discard,
+			Format:     backingFormat,
+			ReadOnly:   true,
+			Cache:      o.Cache,
+			Discard:    o.Discard,
+			ForceShare: o.ForceShare,
+			NoIO:       o.NoIO,
+			Locking:    o.Locking,
+		}
+		// QEMU: a backing file shares write and resize only when the
+		// overlay's users do; formats refuse them anyway.
+		if o.Unshare&file.PermWrite != 0 {
+			bo.Unshare = file.PermWrite | file.PermResize
 		}
 		return openChain(ResolveBacking(name, backingName), bo, inner, depth+1)
 	}
@@ -139,38 +158,70 @@ func openLayer(name string, o Options, seen map[string]bool, depth int) (block.D
 }
 
 // openStorage opens the protocol node under a format: a URL through its
-// registered opener, a path through protocol/file. Paths that do not exist
-// or are folders get clear errors.
-func openStorage(name string, readOnly bool, cache cacheMode, unmap bool) (block.Driver, error) {
+// registered opener, a path through protocol/file, locked with the
+// permissions of a format with metadata when metadata is set, of raw
+// otherwise (lockPerms). It returns the file node too (nil for URLs), so
+// that its locks can change once the format is known. Paths that do not
+// exist or are folders get clear errors.
+func openStorage(name string, o Options, metadata bool, cache cacheMode, unmap bool) (block.Driver, *file.Node, error) {
 	var d block.Driver
+	var fileNode *file.Node
 	if IsURL(name) {
 		var err error
-		if d, err = openURL(name, readOnly); err != nil {
-			return nil, err
+		if d, err = openURL(name, o.ReadOnly); err != nil {
+			return nil, nil, err
 		}
 	} else {
 		st, err := os.Stat(name)
 		if err != nil {
-			return nil, pathCause(err)
+			return nil, nil, pathCause(err)
 		}
 		if st.IsDir() {
-			return nil, reasonf(block.ErrInvalid, "is a directory, not an image file or block device")
+			return nil, nil, reasonf(block.ErrInvalid, "is a directory, not an image file or block device")
 		}
+		perm, unshare := lockPerms(o, metadata)
 		n, err := file.Open(name, file.Options{
-			ReadOnly: readOnly,
-			Direct:   cache.direct,
-			Discard:  unmap,
-			Growable: !readOnly,
+			ReadOnly:   o.ReadOnly,
+			Direct:     cache.direct,
+			Discard:    unmap,
+			Growable:   !o.ReadOnly,
+			Locking:    o.Locking,
+			Perm:       perm,
+			Unshare:    unshare,
+			NoIO:       o.NoIO,
+			ForceShare: o.ForceShare,
 		})
 		if err != nil {
-			return nil, pathCause(err)
+			return nil, nil, pathCause(err)
 		}
-		d = n
+		d, fileNode = n, n
 	}
 	if cache.noFlush {
 		d = noFlush{wrapper{d}}
 	}
-	return block.Align(d), nil
+	return block.Align(d), fileNode, nil
+}
+
+// lockPerms returns the permissions an image's file is locked with, as
+// QEMU 7.2 takes them (see protocol/file): consistent read unless NoIO,
+// write when writable; a format with metadata (metadata set) also resize
+// when writable, and refuses write and resize to others; Perm and Unshare
+// of o are added. ForceShare is applied by protocol/file.
+func lockPerms(o Options, metadata bool) (perm, unshare file.Perm) {
+	if !o.NoIO {
+		perm |= file.PermConsistentRead
+	}
+	if !o.ReadOnly {
+		perm |= file.PermWrite
+		if metadata {
+			perm |= file.PermResize
+		}
+	}
+	unshare = o.Unshare
+	if metadata {
+		unshare |= file.PermWrite | file.PermResize
+	}
+	return perm | o.Perm, unshare
 }
 
 // pathCause strips the *fs.PathError around an error so that messages name

@@ -3,6 +3,8 @@ package image
 import (
 	"fmt"
 	"strings"
+
+	"github.com/thinblk/thinblk/protocol/file"
 )
 
 // Options says how Open opens an image.
@@ -31,6 +33,31 @@ type Options struct {
 	// Options are format driver options (key=value), passed to the
 	// format's Open.
 	Options map[string]string
+
+	// Image locking, compatible with QEMU's (see protocol/file). Every
+	// file of the chain is locked: an image with a format (qcow2, ...)
+	// uses consistent read (plus write and resize when writable) and
+	// refuses write and resize to other processes; a raw image uses
+	// consistent read (plus write) and refuses only Unshare; backing files
+	// are read-only users.
+
+	// ForceShare (-U) refuses nothing to other processes, for the image
+	// and its backing chain, so it opens while another process writes it
+	// (what is read may then be inconsistent). Only with ReadOnly.
+	ForceShare bool
+	// NoIO says the caller reads metadata only (info): no consistent-read
+	// permission is taken, so a raw image is not locked at all.
+	NoIO bool
+	// Unshare adds permissions refused to other processes: convert
+	// sources refuse file.PermWrite|file.PermResize (then so do raw
+	// backing files), exports file.PermResize.
+	Unshare file.Perm
+	// Perm adds permissions used, e.g. file.PermResize to resize a raw
+	// image.
+	Perm file.Perm
+	// Locking is protocol/file's locking mode: "auto" (default, also ""),
+	// "on" or "off".
+	Locking string
 }
 
 // cacheMode is a parsed Options.Cache.

@@ -45,12 +45,19 @@ type Node struct {
 	noFiemap    atomic.Bool // FIEMAP (reserved extents inside holes)
 
 	closed atomic.Bool
+
+	// Image locking (lock.go): whether the node takes part, and the
+	// identity of its file in the process-wide lock table.
+	locking bool
+	lockKey lockKey
 }
 
 var _ block.Driver = (*Node)(nil)
 
 // Open opens the regular file or block device name. A directory or any other
 // kind of file is refused with block.ErrInvalid. See Options for the modes.
+// Open takes the image locks of Options (Perm, Unshare) and fails with a
+// *LockError when another process holds conflicting ones; Close drops them.
 func Open(name string, o Options) (*Node, error) {
 	fi, err := os.Stat(name)
 	if err != nil {
@@ -89,6 +96,14 @@ func Open(name string, o Options) (*Node, error) {
 	}
 	if err := n.probe(); err != nil {
 		n.closeFiles()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	if err := n.initLock(); err != nil {
+		n.closeFiles()
+		var le *LockError
+		if errors.As(err, &le) {
+			return nil, err
+		}
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
 	return n, nil
@@ -167,12 +182,13 @@ func (n *Node) check(op string, off, length int64, write bool) error {
 	return nil
 }
 
-// Close closes the descriptors. It does not flush. Later calls fail with
-// block.ErrClosed.
+// Close closes the descriptors and drops the node's image locks. It does not
+// flush. Later calls fail with block.ErrClosed.
 func (n *Node) Close() error {
 	if n.closed.Swap(true) {
 		return nil
 	}
+	n.releaseLock()
 	return n.closeFiles()
 }
 

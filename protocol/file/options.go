@@ -24,6 +24,27 @@ type Options struct {
 	// the node (formats that allocate at the end of their file). It has no
 	// effect on block devices.
 	Growable bool
+
+	// Locking is the image locking mode, as QEMU's file driver option
+	// "locking": LockAuto (also "") takes QEMU-compatible OFD locks where
+	// the kernel has them, LockOn fails where it has not, LockOff takes
+	// none. See lock.go for the scheme.
+	Locking string
+	// Perm is the set of permissions the opener uses. Zero means the
+	// default: PermConsistentRead, plus PermWrite unless ReadOnly (none at
+	// all with NoIO). Formats that write metadata add PermResize, as QEMU.
+	Perm Perm
+	// Unshare is the set of permissions refused to other processes while
+	// the node is open (QEMU: formats with metadata refuse PermWrite and
+	// PermResize). Zero refuses nothing.
+	Unshare Perm
+	// NoIO says the opener reads no data, only metadata (qemu-img info,
+	// QEMU's BDRV_O_NO_IO): with a zero Perm no permission is taken.
+	NoIO bool
+	// ForceShare (-U) refuses nothing to others, whatever Unshare says,
+	// so the node opens while another process writes the file. Only with
+	// ReadOnly; Open fails with block.ErrInvalid otherwise.
+	ForceShare bool
 }
 
 // Preallocation modes of Create.
