@@ -28,6 +28,9 @@ type BenchOptions struct {
 	NoDrain       bool   // --no-drain: accepted (flushes never wait for other requests here)
 	Cache         string // -t
 	Quiet         bool   // -q
+	// ForceShare (-U) opens a read-only image although another process
+	// writes it (see image.Options).
+	ForceShare bool
 }
 
 // Bench runs a qemu-img bench style load: Count requests of Size bytes at
@@ -49,7 +52,7 @@ func Bench(w io.Writer, name string, o BenchOptions) error {
 	if o.Count < 0 || o.Step < 0 || o.Offset < 0 {
 		return fmt.Errorf("bench: invalid count, step or offset")
 	}
-	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: !o.Write, Cache: o.Cache})
+	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: !o.Write, Cache: o.Cache, ForceShare: o.ForceShare})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,8 @@ type CheckOptions struct {
 	Output string
 	// Repair is "" (none), "leaks" or "all" (-r).
 	Repair string
-	// ForceShare (-U) is accepted for qemu-img compatibility.
+	// ForceShare (-U) checks the image although another process writes
+	// it (see image.Options); only without Repair.
 	ForceShare bool
 }
 
@@ -48,12 +49,18 @@ func Check(w io.Writer, name string, o CheckOptions) error {
 		// report what it fixed, instead of the open doing it silently.
 		opts[qcow2.OptionKeepDirty] = "on"
 	}
-	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: mode == qcow2.RepairNone, NoBacking: true, Options: opts})
+	if o.ForceShare && mode != qcow2.RepairNone {
+		return &ExitError{Code: 1, Err: &block.OpError{Op: "open", Node: name,
+			Err: fmt.Errorf("%w: force-share=on can only be used with read-only images", block.ErrInvalid)}}
+	}
+	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: mode == qcow2.RepairNone, NoBacking: true, Options: opts, ForceShare: o.ForceShare})
 	if err != nil && len(opts) > 0 && errors.Is(err, block.ErrInvalid) {
 		// Not a qcow2 image: its format does not take the option.
 		d, err = image.Open(name, image.Options{Format: o.Format, ReadOnly: true, NoBacking: true})
 	}
-	if err != nil && mode != qcow2.RepairNone {
+	// Another process using the image is the answer: no fallback opens.
+	locked := errors.Is(err, file.ErrLocked)
+	if err != nil && mode != qcow2.RepairNone && !locked {
 		// A format checker that cannot repair says so (63) even where
 		// the image cannot be opened writable (a vdi with a doubly used
 		// block, a vmdk with flat extents), as qemu-img does.
@@ -66,7 +73,7 @@ func Check(w io.Writer, name string, o CheckOptions) error {
 		}
 	}
 	logReplayed := false
-	if err != nil && mode != qcow2.RepairNone && (o.Format == "" || o.Format == "vhdx") {
+	if err != nil && mode != qcow2.RepairNone && !locked && (o.Format == "" || o.Format == "vhdx") {
 		// A VHDX whose log needs a replay opens only once the log is
 		// replayed into the file: qemu does that on any read-write open
 		// and counts it as a repaired corruption.

@@ -21,7 +21,8 @@ type CompareOptions struct {
 	Quiet bool
 	// Cache (-T) is the cache mode of both images.
 	Cache string
-	// ForceShare (-U) is accepted; thinblk takes no image locks.
+	// ForceShare (-U) opens the images although another process writes
+	// them: no permission is refused to others (see image.Options).
 	ForceShare bool
 }
 
@@ -50,12 +51,12 @@ func Compare(w io.Writer, a, b string, o CompareOptions) error {
 		}
 	}
 	fail := func(err error) error { return &ExitError{Code: 2, Err: err} }
-	da, err := image.Open(a, image.Options{Format: o.FormatA, ReadOnly: true, Cache: o.Cache})
+	da, err := image.Open(a, image.Options{Format: o.FormatA, ReadOnly: true, Cache: o.Cache, ForceShare: o.ForceShare})
 	if err != nil {
 		return fail(err)
 	}
 	defer da.Close()
-	db, err := image.Open(b, image.Options{Format: o.FormatB, ReadOnly: true, Cache: o.Cache})
+	db, err := image.Open(b, image.Options{Format: o.FormatB, ReadOnly: true, Cache: o.Cache, ForceShare: o.ForceShare})
 	if err != nil {
 		return fail(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/copy"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/protocol/file"
 )
 
 // ConvertOptions are the flags of `thinblk convert`, with qemu-img
@@ -49,7 +50,9 @@ type ConvertOptions struct {
 	Progress, Quiet bool
 	// Stats (--stats) prints a summary line at the end.
 	Stats bool
-	// ForceShare (-U) is accepted; thinblk takes no image locks.
+	// ForceShare (-U) opens the sources although another process writes
+	// them. Without it a source, like qemu-img's, refuses write and resize
+	// to other processes while it is copied (see image.Options).
 	ForceShare bool
 }
 
@@ -84,7 +87,8 @@ func Convert(w, progress io.Writer, srcs []string, dst string, o ConvertOptions)
 	var sources []copy.Source
 	var total int64
 	for _, name := range srcs {
-		d, err := image.Open(name, image.Options{Format: o.SrcFormat, ReadOnly: true, Cache: o.SrcCache})
+		d, err := image.Open(name, image.Options{Format: o.SrcFormat, ReadOnly: true, Cache: o.SrcCache,
+			Unshare: file.PermWrite | file.PermResize, ForceShare: o.ForceShare})
 		if err != nil {
 			return err
 		}

@@ -23,7 +23,8 @@ type DDOptions struct {
 	// BlockSize is bs= in bytes (default 512); Count (count=, -1 for all)
 	// and Skip (skip=) count blocks of BlockSize.
 	BlockSize, Count, Skip int64
-	// ForceShare (-U) is accepted; thinblk takes no image locks.
+	// ForceShare (-U) opens the image read although another process writes
+	// it: no permission is refused to others (see image.Options).
 	ForceShare bool
 }
 
@@ -73,7 +74,7 @@ func DD(o DDOptions) error {
 	if o.BlockSize <= 0 {
 		o.BlockSize = 512
 	}
-	in, err := image.Open(o.In, image.Options{Format: o.Format, ReadOnly: true})
+	in, err := image.Open(o.In, image.Options{Format: o.Format, ReadOnly: true, ForceShare: o.ForceShare})
 	if err != nil {
 		return err
 	}

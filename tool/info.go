@@ -17,8 +17,8 @@ type InfoOptions struct {
 	Output string
 	// BackingChain (--backing-chain) describes every image of the chain.
 	BackingChain bool
-	// ForceShare (-U) is accepted for qemu-img compatibility; thinblk takes
-	// no image locks, so it changes nothing.
+	// ForceShare (-U) opens the images although another process writes
+	// them: no permission is refused to others (see image.Options).
 	ForceShare bool
 	// Options are driver options for the top image.
 	Options map[string]string
@@ -115,7 +115,7 @@ func CollectInfo(name string, o InfoOptions) ([]ImageInfo, error) {
 			return nil, fmt.Errorf("info %s: backing file loop", name)
 		}
 		seen[key] = true
-		in, err := describe(name, format, opts)
+		in, err := describe(name, format, opts, o.ForceShare)
 		if err != nil {
 			return nil, err
 		}
@@ -127,9 +127,10 @@ func CollectInfo(name string, o InfoOptions) ([]ImageInfo, error) {
 	}
 }
 
-// describe opens one image read-only without its backing chain.
-func describe(name, format string, opts map[string]string) (ImageInfo, error) {
-	d, err := image.Open(name, image.Options{Format: format, ReadOnly: true, NoBacking: true, Options: opts})
+// describe opens one image read-only without its backing chain, for its
+// metadata only (image.Options.NoIO, the locks qemu-img info takes).
+func describe(name, format string, opts map[string]string, forceShare bool) (ImageInfo, error) {
+	d, err := image.Open(name, image.Options{Format: format, ReadOnly: true, NoBacking: true, Options: opts, NoIO: true, ForceShare: forceShare})
 	if err != nil {
 		return ImageInfo{}, err
 	}

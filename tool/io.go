@@ -28,6 +28,9 @@ type IOOptions struct {
 	Stderr io.Writer
 	// Options are driver options for the image.
 	Options map[string]string
+	// ForceShare (-U) opens a read-only image although another process
+	// writes it (see image.Options).
+	ForceShare bool
 }
 
 // IO opens name and runs qemu-io style commands on it, printing qemu-io's
@@ -47,6 +50,8 @@ func IO(w io.Writer, name string, o IOOptions) error {
 		Cache:    o.Cache,
 		Discard:  discard,
 		Options:  o.Options,
+		// qemu-io refuses -U on a writable image; image.Open says so.
+		ForceShare: o.ForceShare,
 	})
 	if err != nil {
 		return err

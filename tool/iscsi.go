@@ -15,6 +15,7 @@ import (
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/export/iscsi"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/protocol/file"
 	"github.com/thinblk/thinblk/scsi"
 )
 
@@ -95,7 +96,8 @@ func ISCSI(ctx context.Context, o ISCSIOptions) error {
 		format, name := splitLUNSpec(spec, o.Format)
 		// The node passes discards down; the LU applies --discard, so
 		// that LBPRZ is judged on what the storage can do.
-		d, err := image.Open(name, image.Options{Format: format, ReadOnly: o.ReadOnly, Cache: o.Cache, Discard: "unmap"})
+		d, err := image.Open(name, image.Options{Format: format, ReadOnly: o.ReadOnly, Cache: o.Cache, Discard: "unmap",
+			Unshare: file.PermResize}) // an export: its size is fixed, as qemu-nbd's
 		if err != nil {
 			return err
 		}

@@ -21,8 +21,8 @@ type MapOptions struct {
 	// (--max-length) bounds it, -1 for no bound.
 	Start     int64
 	MaxLength int64
-	// ForceShare (-U) is accepted for qemu-img compatibility; thinblk takes
-	// no image locks.
+	// ForceShare (-U) opens the image although another process writes
+	// it: no permission is refused to others (see image.Options).
 	ForceShare bool
 	// Options are driver options for the top image.
 	Options map[string]string
@@ -69,7 +69,7 @@ func Map(w io.Writer, name string, o MapOptions) error {
 	if o.Start < 0 {
 		return fmt.Errorf("map: negative start offset %d", o.Start)
 	}
-	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: true, Options: o.Options})
+	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: true, Options: o.Options, ForceShare: o.ForceShare})
 	if err != nil {
 		return err
 	}

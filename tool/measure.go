@@ -27,7 +27,8 @@ type MeasureOptions struct {
 	File, Format string
 	// Snapshot (-l) is not supported.
 	Snapshot string
-	// ForceShare (-U) is accepted; thinblk takes no image locks.
+	// ForceShare (-U) opens the image although another process writes
+	// it: no permission is refused to others (see image.Options).
 	ForceShare bool
 }
 
@@ -87,7 +88,7 @@ func ComputeMeasure(o MeasureOptions) (Measurement, error) {
 	}
 	var in block.Driver
 	if o.File != "" {
-		d, err := image.Open(o.File, image.Options{Format: o.Format, ReadOnly: true})
+		d, err := image.Open(o.File, image.Options{Format: o.Format, ReadOnly: true, ForceShare: o.ForceShare})
 		if err != nil {
 			return Measurement{}, err
 		}

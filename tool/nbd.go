@@ -15,6 +15,7 @@ import (
 	"github.com/thinblk/thinblk/block"
 	nbdserver "github.com/thinblk/thinblk/export/nbd"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/protocol/file"
 )
 
 // NBDOptions are the flags of `thinblk nbd` (qemu-nbd's names).
@@ -76,6 +77,9 @@ func NBD(ctx context.Context, name string, o NBDOptions) error {
 		Cache:        o.Cache,
 		Discard:      mode.String(),
 		DetectZeroes: o.DetectZeroes,
+		// An export's size is fixed: refuse resize to others, as
+		// qemu-nbd does (besides the locks of the image's format).
+		Unshare: file.PermResize,
 	})
 	if err != nil {
 		return err

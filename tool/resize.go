@@ -7,6 +7,7 @@ import (
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/protocol/file"
 )
 
 // ResizeOptions are the flags of `thinblk resize` (qemu-img resize).
@@ -33,7 +34,7 @@ type truncater interface {
 // Resize changes the virtual size of an image. size is absolute, or
 // relative with a leading + or -; suffixes k, M, G, T as in create.
 func Resize(w io.Writer, name, size string, o ResizeOptions) error {
-	d, err := image.Open(name, image.Options{Format: o.Format, NoBacking: false})
+	d, err := image.Open(name, image.Options{Format: o.Format, NoBacking: false, Perm: file.PermResize})
 	if err != nil {
 		return err
 	}

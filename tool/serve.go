@@ -19,6 +19,7 @@ import (
 	"github.com/thinblk/thinblk/export/iscsi"
 	nbdserver "github.com/thinblk/thinblk/export/nbd"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/protocol/file"
 )
 
 // DefaultDiskSize is the virtual size of the disk `thinblk serve` creates
@@ -130,7 +131,8 @@ func Serve(ctx context.Context, w io.Writer, o ServeOptions) error {
 		}
 		// The node passes discards down; each export (NBD, iSCSI)
 		// applies the disk's discard mode itself.
-		node, err := image.Open(d.Path, image.Options{Format: d.Format, ReadOnly: d.ReadOnly, Discard: "unmap"})
+		node, err := image.Open(d.Path, image.Options{Format: d.Format, ReadOnly: d.ReadOnly, Discard: "unmap",
+			Unshare: file.PermResize}) // an export: its size is fixed, as qemu-nbd's
 		if err != nil {
 			closeAll()
 			return err

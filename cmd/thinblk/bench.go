@@ -15,7 +15,6 @@ func init() {
 		size, step, off, pattern string
 		aio                      string
 		native                   bool
-		force                    bool
 	)
 	c := &cobra.Command{
 		Use:   "bench [-c COUNT] [-d DEPTH] [-f FMT] [-s SIZE] [-S STEP] [-o OFFSET] [-w [--pattern=P]] [-t CACHE] [-q] FILE",
@@ -59,6 +58,6 @@ func init() {
 	f.StringVarP(&aio, "aio", "i", "", "accepted for qemu-img compatibility")
 	f.BoolVarP(&native, "nocache", "n", false, "accepted for qemu-img compatibility (use -t none)")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing")
-	f.BoolVarP(&force, "force-share", "U", false, "accepted for qemu-img compatibility")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "open the image although another process writes it (read-only only)")
 	rootCmd.AddCommand(c)
 }

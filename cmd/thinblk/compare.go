@@ -26,6 +26,6 @@ allocated in one and not in the other, are different too.`,
 	f.BoolVarP(&o.Strict, "strict", "s", false, "strict mode: sizes and allocation must match too")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing; the exit status tells")
 	f.StringVarP(&o.Cache, "source-cache", "T", "writeback", "cache mode of both images")
-	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "accepted for compatibility (no locks are taken)")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "open the image although another process writes it (read-only)")
 	rootCmd.AddCommand(c)
 }

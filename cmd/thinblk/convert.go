@@ -63,7 +63,7 @@ of BACKING and copies only what differs from it.`,
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "quiet")
 	f.StringVarP(&o.DstCache, "cache", "t", "unsafe", "target cache mode")
 	f.StringVarP(&o.SrcCache, "source-cache", "T", "writeback", "source cache mode")
-	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "accepted for compatibility (no locks are taken)")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "open the source images although another process writes them")
 	f.BoolVar(&o.Stats, "stats", false, "print bytes read, written, zeroed and skipped")
 	rootCmd.AddCommand(c)
 }

@@ -24,6 +24,6 @@ dd does. Holes and zeros of the input stay holes in the output.`,
 	f := c.Flags()
 	f.StringVarP(&o.Format, "format", "f", "", "input format (default: probe)")
 	f.StringVarP(&o.OutFormat, "output-format", "O", "raw", "output format")
-	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "accepted for compatibility (no locks are taken)")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "open the image although another process writes it (read-only)")
 	rootCmd.AddCommand(c)
 }

@@ -20,6 +20,6 @@ func init() {
 	f.StringVarP(&o.Format, "format", "f", "", "image format (default: probe)")
 	f.StringVar(&o.Output, "output", "human", "output format: human or json")
 	f.BoolVar(&o.BackingChain, "backing-chain", false, "describe every image of the backing chain")
-	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "accepted for qemu-img compatibility (thinblk takes no locks)")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "open the image although another process writes it (read-only)")
 	rootCmd.AddCommand(c)
 }

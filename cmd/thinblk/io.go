@@ -8,8 +8,8 @@ import (
 
 func init() {
 	var (
-		o                   tool.IOOptions
-		noCache, forceShare bool
+		o       tool.IOOptions
+		noCache bool
 	)
 	c := &cobra.Command{
 		Use:   "io [-f FMT] [-r] [-t CACHE] [-d DISCARD] -c CMD ... FILE",
@@ -46,6 +46,6 @@ the exit code is 1 when any failed. Without -c, commands are read from stdin.`,
 	f.StringVarP(&o.Discard, "discard", "d", "unmap", "discard mode: unmap or ignore")
 	f.StringArrayVarP(&o.Commands, "cmd", "c", nil, "command to run (repeatable)")
 	f.BoolVarP(&noCache, "nocache", "n", false, "same as -t none")
-	f.BoolVarP(&forceShare, "force-share", "U", false, "accepted for qemu-io compatibility (thinblk takes no locks)")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "open the image although another process writes it (read-only only)")
 	rootCmd.AddCommand(c)
 }

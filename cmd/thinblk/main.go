@@ -17,7 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/image"
+	"github.com/thinblk/thinblk/protocol/file"
 	"github.com/thinblk/thinblk/tool"
 )
 
@@ -100,6 +102,9 @@ func report(stderr io.Writer, err error) int {
 		}
 	}
 	msg := oneLine(err.Error())
+	if m, ok := lockMessage(err); ok {
+		msg = m
+	}
 	var ue *usageError
 	switch {
 	case errors.As(err, &ue):
@@ -110,6 +115,23 @@ func report(stderr io.Writer, err error) int {
 		fmt.Fprintf(stderr, "thinblk: %s\n", msg)
 	}
 	return code
+}
+
+// lockMessage words an image lock conflict as qemu-img does, on one line:
+// "Could not open 'x.qcow2': Failed to get "write" lock: Is another process
+// using the image [x.qcow2]?" (the name opened first, the locked file last:
+// they differ when a backing file is locked).
+func lockMessage(err error) (string, bool) {
+	var le *file.LockError
+	if !errors.As(err, &le) {
+		return "", false
+	}
+	name := le.Name
+	var op *block.OpError
+	if errors.As(err, &op) && op.Op == "open" {
+		name = op.Node
+	}
+	return fmt.Sprintf("Could not open '%s': %v", name, le), true
 }
 
 // oneLine folds a multi-line message onto one line.

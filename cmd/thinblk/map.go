@@ -34,6 +34,6 @@ func init() {
 	f.StringVar(&o.Output, "output", "human", "output format: human or json")
 	f.StringVarP(&start, "start-offset", "s", "0", "first byte to map")
 	f.StringVarP(&maxLength, "max-length", "l", "", "map at most this many bytes")
-	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "accepted for qemu-img compatibility (thinblk takes no locks)")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "open the image although another process writes it (read-only)")
 	rootCmd.AddCommand(c)
 }

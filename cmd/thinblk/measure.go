@@ -43,6 +43,6 @@ func init() {
 	f.StringVar(&size, "size", "", "measure a new empty image of this size")
 	f.StringVarP(&o.Format, "format", "f", "", "format of FILE (default: probe)")
 	f.StringVarP(&o.Snapshot, "snapshot", "l", "", "internal snapshot (not supported)")
-	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "accepted for compatibility (no locks are taken)")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "open the image although another process writes it (read-only)")
 	rootCmd.AddCommand(c)
 }
