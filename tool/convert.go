@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/thinblk/thinblk/block"
 	"github.com/thinblk/thinblk/copy"
+	"github.com/thinblk/thinblk/format/qcow2"
 	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/protocol/file"
 )
@@ -42,8 +44,8 @@ type ConvertOptions struct {
 	// SrcCache (-T) and DstCache (-t) are qemu cache modes; the target's
 	// default is "unsafe" (no flush), as for qemu-img convert.
 	SrcCache, DstCache string
-	// Snapshot (-l) selects an internal snapshot of the source (not
-	// supported yet).
+	// Snapshot (-l) selects an internal snapshot of the (qcow2) source:
+	// "ID_OR_NAME", or "snapshot.id=ID[,snapshot.name=NAME]".
 	Snapshot string
 	// Progress (-p) prints progress to the progress writer; Quiet (-q)
 	// suppresses it.
@@ -86,10 +88,17 @@ func Convert(w, progress io.Writer, srcs []string, dst string, o ConvertOptions)
 	}()
 	var sources []copy.Source
 	var total int64
+	snapOpts, err := snapshotOptions(o.Snapshot)
+	if err != nil {
+		return err
+	}
 	for _, name := range srcs {
 		d, err := image.Open(name, image.Options{Format: o.SrcFormat, ReadOnly: true, Cache: o.SrcCache,
-			Unshare: file.PermWrite | file.PermResize, ForceShare: o.ForceShare})
+			Unshare: file.PermWrite | file.PermResize, ForceShare: o.ForceShare, Options: snapOpts})
 		if err != nil {
+			if snapOpts != nil {
+				return fmt.Errorf("convert: Failed to load snapshot '%s' of %s: %w", o.Snapshot, name, err)
+			}
 			return err
 		}
 		nodes = append(nodes, d)
@@ -190,14 +199,34 @@ func checkConvertFlags(o ConvertOptions) error {
 		return errors.New("convert: -B cannot be used with -n (the existing target keeps its backing file)")
 	case o.BackingFormat != "" && o.Backing == "":
 		return errors.New("convert: -F needs -B")
-	case o.Snapshot != "":
-		return fmt.Errorf("convert: -l %s: internal snapshots: %w", o.Snapshot, block.ErrNotSupported)
 	case o.Parallel < 0 || o.Parallel > 64:
 		return fmt.Errorf("convert: -m %d: want 1 to 64 requests in flight", o.Parallel)
 	case o.NoCreate && len(o.Options) > 0:
 		return errors.New("convert: -o cannot be used with -n (the target exists)")
 	}
 	return nil
+}
+
+// snapshotOptions turns convert -l into the qcow2 open options that show
+// an internal snapshot: qemu's "snapshot.id=ID,snapshot.name=NAME" form,
+// or a plain ID-or-name.
+func snapshotOptions(l string) (map[string]string, error) {
+	if l == "" {
+		return nil, nil
+	}
+	if !strings.HasPrefix(l, "snapshot.") {
+		return map[string]string{qcow2.OptionSnapshot: l}, nil
+	}
+	kv, err := image.ParseKeyValues(l)
+	if err != nil {
+		return nil, fmt.Errorf("convert: -l %s: %w", l, err)
+	}
+	for k := range kv {
+		if k != qcow2.OptionSnapshotID && k != qcow2.OptionSnapshotName {
+			return nil, fmt.Errorf("convert: -l %s: unknown key %q (want snapshot.id and snapshot.name)", l, k)
+		}
+	}
+	return kv, nil
 }
 
 // chainNode returns the node of top's backing chain (below top) that is the

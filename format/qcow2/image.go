@@ -53,6 +53,7 @@ type Image struct {
 	highWater         int64 // no cluster at or above this index is in use
 	pendingFree       []freeRange
 	snapshots         []Snapshot
+	snapshotSel       map[string]string // snapshot open options (read-only view)
 	snapshotTableSize int64
 	closed            bool
 	// compressed cluster writer state: the next free byte in the current
@@ -162,6 +163,7 @@ func openImage(file block.Driver, o image.FormatOpen) (*Image, error) {
 		format:      l2Format{clusterBits: h.ClusterBits, extended: h.ExtendedL2(), v3: h.Version >= 3},
 	}
 	img.size.Store(int64(h.Size))
+	img.snapshotSel = map[string]string{}
 	if img.clusterSize >= 64<<10 { // see reserve
 		img.prealloc, _ = block.As[block.Preallocator](file)
 	}
@@ -176,6 +178,14 @@ func openImage(file block.Driver, o image.FormatOpen) (*Image, error) {
 	}
 	if err := img.loadSnapshots(); err != nil {
 		return nil, err
+	}
+	if len(img.snapshotSel) > 0 {
+		if !readOnly {
+			return nil, fmt.Errorf("%w: qcow2: an internal snapshot can only be opened read-only", block.ErrInvalid)
+		}
+		if err := img.viewSnapshot(); err != nil {
+			return nil, err
+		}
 	}
 	if !readOnly {
 		if err := img.prepareWrite(); err != nil {
@@ -203,6 +213,10 @@ func (img *Image) configureCaches(opts map[string]string) error {
 	rbBytes := max(l2Bytes/4, 4*cs)
 	ioDepth := int64(8)
 	for k, v := range opts {
+		if k == OptionSnapshot || k == OptionSnapshotID || k == OptionSnapshotName {
+			img.snapshotSel[k] = v
+			continue
+		}
 		if k == OptionKeepDirty {
 			b, err := parseBool(v)
 			if err != nil {
