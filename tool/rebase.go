@@ -27,6 +27,10 @@ type RebaseOptions struct {
 	Cache, SrcCache string
 	// Progress (-p) and Quiet (-q).
 	Progress, Quiet bool
+	// ForceShare (-U) opens the new backing file although another
+	// process writes it (see image.Options). The image itself is always
+	// locked for writing.
+	ForceShare bool
 }
 
 // BackingSetter is implemented by formats that can change the backing file
@@ -79,7 +83,7 @@ func Rebase(progress io.Writer, name string, o RebaseOptions) (err error) {
 func rebaseCopy(progress io.Writer, top block.Driver, name string, o RebaseOptions) error {
 	var newBacking block.Driver
 	if o.Backing != "" {
-		nb, err := image.Open(image.ResolveBacking(name, o.Backing), image.Options{Format: o.BackingFormat, ReadOnly: true, Cache: o.SrcCache})
+		nb, err := image.Open(image.ResolveBacking(name, o.Backing), image.Options{Format: o.BackingFormat, ReadOnly: true, Cache: o.SrcCache, ForceShare: o.ForceShare})
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,9 @@ type SnapshotOptions struct {
 	Create string // -c: the new snapshot's name
 	Delete string // -d: the snapshot's name (qemu-img deletes by name only)
 	Quiet  bool   // -q
+	// ForceShare (-U) lists the snapshots although another process
+	// writes the image (see image.Options); only with List.
+	ForceShare bool
 }
 
 // snapshotter is what format/qcow2 offers.
@@ -42,7 +45,7 @@ func Snapshot(w io.Writer, name string, o SnapshotOptions) error {
 		return errors.New("Cannot mix '-l', '-a', '-c', '-d'")
 	}
 	list := actions == 0 || o.List
-	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: list, NoBacking: true})
+	d, err := image.Open(name, image.Options{Format: o.Format, ReadOnly: list, NoBacking: true, ForceShare: o.ForceShare})
 	if err != nil {
 		return err
 	}

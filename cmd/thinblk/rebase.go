@@ -34,5 +34,6 @@ copied into FILE (only what differs). -u only changes the recorded name.`,
 	f.StringVarP(&o.SrcCache, "source-cache", "T", "writeback", "cache mode of the backing files")
 	f.BoolVarP(&o.Progress, "progress", "p", false, "show progress")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "quiet")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "open the new backing file although another process writes it")
 	rootCmd.AddCommand(c)
 }

@@ -23,5 +23,6 @@ func init() {
 	f.StringVarP(&o.Create, "create", "c", "", "create a snapshot of the image with this name")
 	f.StringVarP(&o.Delete, "delete", "d", "", "delete the snapshot with this name")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing on success")
+	f.BoolVarP(&o.ForceShare, "force-share", "U", false, "list although another process writes the image (with -l only)")
 	rootCmd.AddCommand(c)
 }

@@ -131,6 +131,9 @@ func TestDifferencing(t *testing.T) {
 		t.Fatal("a differencing image claims to be writable")
 	}
 	// A parent written after the child was made is refused, unless asked.
+	// (Open readers of the parent refuse writers, as QEMU's do: close them.)
+	d.Close()
+	pimg.Close()
 	formattest.RunCmd(t, "qemu-io", "-f", "vhdx", "-c", "write -P 0x78 0 4k", parent)
 	if _, err := image.Open(name, image.Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "parent_linkage") {
 		t.Fatalf("open over a changed parent: %v", err)

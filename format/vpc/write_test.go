@@ -108,7 +108,9 @@ func TestWriteDynamic(t *testing.T) {
 	if got, want := ourMap(t, r), qemuMap(t, name, "vpc"); !equalSpans(got, want) {
 		t.Fatalf("map differs:\n ours %v\n qemu %v", got, want)
 	}
-	// qemu-img writes into our image, and we read what it wrote.
+	// qemu-img writes into our image, and we read what it wrote (once our
+	// reader, which refuses writers as QEMU's readers do, is closed).
+	r.Close()
 	formattest.RunCmd(t, "qemu-io", "-f", "vpc", "-c", "write -P 0x99 20M 3M", name)
 	copy(model[20<<20:23<<20], bytes.Repeat([]byte{0x99}, 3<<20))
 	if i := firstDiff(formattest.ReadAll(t, formattest.OpenImage(t, name, "")), model); i >= 0 {

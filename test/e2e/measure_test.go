@@ -47,8 +47,9 @@ func (a allocation) at(t *testing.T, off int64) mapExtent {
 	return mapExtent{}
 }
 
-// measure takes an image's allocation with du and `thinblk map`, while the
-// server still has it open (thinblk takes no image locks).
+// measure takes an image's allocation with du and `thinblk map -U`, while
+// the server still has it open (-U: the server holds the image's write lock,
+// as qemu-img map needs -U next to a running qemu).
 func measure(t *testing.T, image, format string) allocation {
 	t.Helper()
 	var a allocation
@@ -61,7 +62,7 @@ func measure(t *testing.T, image, format string) allocation {
 	if a.du, err = strconv.ParseInt(f[0], 10, 64); err != nil {
 		t.Fatalf("du -B1 %s: %q: %v", image, out, err)
 	}
-	out = testutil.MustRun(t, testutil.Thinblk(t), "map", "-f", format, "--output=json", image)
+	out = testutil.MustRun(t, testutil.Thinblk(t), "map", "-U", "-f", format, "--output=json", image)
 	if err := json.Unmarshal([]byte(out), &a.extents); err != nil {
 		t.Fatalf("thinblk map --output=json %s: %v\n%s", image, err, out)
 	}
