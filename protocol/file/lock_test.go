@@ -4,9 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
+	"github.com/thinblk/thinblk/internal/testutil"
 )
 
 // foreign is an open file description of its own on a test file: to the
@@ -313,5 +315,30 @@ func TestPermString(t *testing.T) {
 	}
 	if got := PermWriteUnchanged.String(); got != "write unchanged" {
 		t.Fatalf("String = %q", got)
+	}
+}
+
+// TestLockBlockDevice: a block device is locked on the same bytes, and
+// QEMU sees it: qemu-io cannot write a loop device a node refuses writes
+// to, and can once the node is closed.
+func TestLockBlockDevice(t *testing.T) {
+	name := lockFixture(t)
+	dev := testutil.LoopDevice(t, name)
+	testutil.NeedTool(t, "qemu-io")
+	n, err := Open(dev, Options{Direct: true, Unshare: PermWrite | PermResize})
+	if errors.Is(err, block.ErrNotSupported) {
+		n, err = Open(dev, Options{Unshare: PermWrite | PermResize})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	newForeign(t, dev).expectHeld(100, 101, 201, 203)
+	_, stderr, code := testutil.Run(t, "qemu-io", "-f", "raw", "-c", "write 0 4k", dev)
+	if code == 0 || !strings.Contains(stderr, `Failed to get "write" lock`) {
+		t.Fatalf("qemu-io write on the locked device: exit %d, %q", code, stderr)
+	}
+	n.Close()
+	if _, stderr, code := testutil.Run(t, "qemu-io", "-f", "raw", "-c", "write 0 4k", dev); code != 0 {
+		t.Fatalf("qemu-io write after Close: exit %d, %q", code, stderr)
 	}
 }
