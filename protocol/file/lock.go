@@ -358,3 +358,18 @@ func (lf *lockFile) check(name string, want lockSet) error {
 	}
 	return nil
 }
+
+// lockForCreate locks f, a file being created or overwritten by Create, the
+// way QEMU's file driver does before it truncates: it uses write and resize
+// and refuses resize to others. So an image another process has open (a
+// qcow2 user refuses write, an export refuses resize) is not truncated under
+// it. Create must open the file without O_TRUNC, call lockForCreate, and
+// truncate only after it succeeded; release drops the locks (the node that
+// later opens the file takes its own). With no OFD locks it does nothing.
+func lockForCreate(f *os.File, name string) (release func(), err error) {
+	n := &Node{name: name, f: f, opts: Options{Perm: PermWrite | PermResize, Unshare: PermResize}}
+	if err := n.initLock(); err != nil {
+		return nil, err
+	}
+	return n.releaseLock, nil
+}

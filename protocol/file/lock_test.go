@@ -342,3 +342,29 @@ func TestLockBlockDevice(t *testing.T) {
 		t.Fatalf("qemu-io write after Close: exit %d, %q", code, stderr)
 	}
 }
+
+// TestLockForCreate: what Create must take before truncating (QEMU's
+// 101, 103 and 203), refused by an image's user.
+func TestLockForCreate(t *testing.T) {
+	name := lockFixture(t)
+	x := newForeign(t, name)
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	release, err := lockForCreate(f, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.expectHeld(101, 103, 203)
+	release()
+	x.expectHeld()
+	x.hold(100, 201, 203) // a qcow2 reader
+	if _, err := lockForCreate(f, name); !errors.Is(err, ErrLocked) {
+		t.Fatalf("create over a qcow2 reader: %v, want ErrLocked", err)
+	}
+	if !tableEmpty() {
+		t.Fatal("lock table not empty")
+	}
+}
