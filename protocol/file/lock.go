@@ -10,7 +10,8 @@ import (
 	"github.com/thinblk/thinblk/block"
 )
 
-// Image locking, compatible with QEMU's (block/file-posix.c, QEMU 7.2).
+// Perm is a set of QEMU block permissions (BLK_PERM_*), the unit of image
+// locking, which is compatible with QEMU's (block/file-posix.c, QEMU 7.2).
 //
 // A process that opens an image declares permissions it uses (Perm) and
 // permissions it refuses to other processes (Unshare). They are recorded as
@@ -45,8 +46,6 @@ import (
 //     that convert sources refuse write and resize and exports (qemu-nbd)
 //     refuse resize;
 //   - force-share (-U): Unshare nothing (only with read-only images).
-
-// Perm is a set of QEMU block permissions (BLK_PERM_*).
 type Perm uint8
 
 // The permissions, in QEMU's bit order: bit i is locked at bytes 100+i and
