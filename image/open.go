@@ -28,6 +28,12 @@ const MaxChainDepth = 256
 // read-modify-write when the storage needs alignment) and carries the cache,
 // discard and detect-zeroes policy of o. Closing it closes the whole chain.
 // Errors are *block.OpError with Op "open" wrapping the cause.
+//
+// Every file of the chain is locked against other processes as QEMU locks
+// it (see the locking fields of Options): an image another process uses in
+// a conflicting way fails to open with a *file.LockError (errors.Is
+// file.ErrLocked) naming the locked file. Opens within one process never
+// conflict with each other.
 func Open(name string, o Options) (block.Driver, error) {
 	if name == "" {
 		return nil, &block.OpError{Op: "open", Node: `""`, Err: reasonf(block.ErrInvalid, "empty image name")}
