@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/thinblk/thinblk/block"
@@ -364,6 +365,46 @@ func TestLockForCreate(t *testing.T) {
 	if _, err := lockForCreate(f, name); !errors.Is(err, ErrLocked) {
 		t.Fatalf("create over a qcow2 reader: %v, want ErrLocked", err)
 	}
+	if !tableEmpty() {
+		t.Fatal("lock table not empty")
+	}
+}
+
+// TestLockConcurrentOpenClose: nodes of one process opened, re-permitted
+// and closed from many goroutines on one file never refuse each other, and
+// leave no lock and no table entry behind (run it with -race too).
+func TestLockConcurrentOpenClose(t *testing.T) {
+	name := lockFixture(t)
+	x := newForeign(t, name)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				o := Options{ReadOnly: g%2 == 0}
+				if g%4 == 1 {
+					o.Unshare = PermResize
+				}
+				n, err := Open(name, o)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := n.SetPerm(PermConsistentRead, PermWrite); err != nil {
+					errs <- err
+				}
+				n.Close()
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	x.expectHeld()
 	if !tableEmpty() {
 		t.Fatal("lock table not empty")
 	}
