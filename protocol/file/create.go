@@ -11,8 +11,10 @@ import (
 // Create makes name a file of size bytes that reads as zeros, creating it or
 // truncating an existing file, with the preallocation mode prealloc ("" or
 // "off": sparse; "falloc": blocks reserved with fallocate; "full": zeros
-// written). An existing block device is not truncated: Create checks that
-// it holds size bytes and leaves its contents alone. Create does not sync.
+// written). An existing file that another process has open (an image lock,
+// see Perm) is refused, not truncated. An existing block device is not
+// truncated: Create checks that it holds size bytes and leaves its
+// contents alone. Create does not sync.
 // On failure a partly created file may remain.
 func Create(name string, size int64, prealloc string) (err error) {
 	mode, err := parsePrealloc(prealloc)
@@ -25,7 +27,9 @@ func Create(name string, size int64, prealloc string) (err error) {
 	if fi, err := os.Stat(name); err == nil && isBlockDevice(fi) {
 		return createOnDevice(name, size)
 	}
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	// Not O_TRUNC: an image another process has open must not be cut
+	// under it. Lock first (as qemu-img create does), then truncate.
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
@@ -34,6 +38,14 @@ func Create(name string, size int64, prealloc string) (err error) {
 			err = cerr
 		}
 	}()
+	release, err := lockForCreate(f, name)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
 	if err := f.Truncate(size); err != nil {
 		return err
 	}

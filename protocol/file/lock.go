@@ -365,7 +365,20 @@ func (lf *lockFile) check(name string, want lockSet) error {
 // it. Create must open the file without O_TRUNC, call lockForCreate, and
 // truncate only after it succeeded; release drops the locks (the node that
 // later opens the file takes its own). With no OFD locks it does nothing.
+//
+// Unlike other opens, it also refuses a file this process has open (convert
+// with the source as its own target): QEMU's opens within one process
+// conflict there too, and truncating would destroy what is being read.
 func lockForCreate(f *os.File, name string) (release func(), err error) {
+	if key, kerr := lockKeyOf(f); kerr == nil {
+		locks.mu.Lock()
+		lf := locks.files[key]
+		busy := lf != nil && len(lf.users) > 0
+		locks.mu.Unlock()
+		if busy {
+			return nil, &LockError{Name: name, Perm: PermWrite}
+		}
+	}
 	n := &Node{name: name, f: f, opts: Options{Perm: PermWrite | PermResize, Unshare: PermResize}}
 	if err := n.initLock(); err != nil {
 		return nil, err
