@@ -50,6 +50,16 @@
 // Pwrite that ends past Size then extends the file and the node. Everything
 // else still stops at Size. [Node.Truncate] sets the size explicitly.
 //
+// # Locking
+//
+// Open takes QEMU-compatible image locks (OFD locks on bytes 100+i for
+// each permission i the opener uses and 200+i for each it refuses to
+// others; see [Perm] for what each use takes), checks them against other
+// open file descriptions, and fails with a [*LockError] on a conflict.
+// Nodes of one process on one file share one lock holder and never refuse
+// each other. Create locks before it truncates and refuses a file that is
+// open anywhere, this process included.
+//
 // # Concurrency
 //
 // Pread and BlockStatus may run in parallel with anything; mutating calls
