@@ -2,12 +2,10 @@ package vdi
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -17,70 +15,6 @@ import (
 	"github.com/thinblk/thinblk/internal/testutil"
 	"github.com/thinblk/thinblk/protocol/mem"
 )
-
-// checkRun is one program's `check` of an image: exit code, human output
-// (stdout and stderr) and the JSON fields (nil when it printed none).
-type checkRun struct {
-	code  int
-	human string
-	json  map[string]any
-}
-
-// runCheck runs prog (qemu-img or thinblk) check on name, human and JSON.
-func runCheck(t *testing.T, prog, name string, args ...string) checkRun {
-	t.Helper()
-	a := append([]string{"check"}, args...)
-	out, errs, code := testutil.Run(t, prog, append(a, name)...)
-	jout, _, jcode := testutil.Run(t, prog, append(append(a, "--output=json"), name)...)
-	if jcode != code {
-		t.Fatalf("%s check %v %s: exit %d, with --output=json %d", prog, args, name, code, jcode)
-	}
-	r := checkRun{code: code, human: out + errs}
-	if strings.TrimSpace(jout) != "" {
-		if err := json.Unmarshal([]byte(jout), &r.json); err != nil {
-			t.Fatalf("%s check --output=json %s: %v\n%s", prog, name, err, jout)
-		}
-	}
-	return r
-}
-
-// checkBoth checks name with qemu-img and thinblk and fails unless both
-// exit with the same code and print the same JSON fields, with the same
-// values except that thinblk's corruptions may exceed qemu-img's by
-// moreCorruptions (the problems qemu-img does not look for). It returns
-// thinblk's run.
-func checkBoth(t *testing.T, name string, moreCorruptions int, args ...string) checkRun {
-	t.Helper()
-	testutil.NeedTool(t, "qemu-img")
-	q := runCheck(t, "qemu-img", name, args...)
-	o := runCheck(t, testutil.Thinblk(t), name, args...)
-	if q.code != o.code {
-		t.Fatalf("check %v %s: thinblk exits %d, qemu-img %d\nthinblk:\n%s\nqemu-img:\n%s", args, name, o.code, q.code, o.human, q.human)
-	}
-	want := q.json
-	if moreCorruptions != 0 && want != nil {
-		want = map[string]any{}
-		for k, v := range q.json {
-			want[k] = v
-		}
-		want["corruptions"] = q.json["corruptions"].(float64) + float64(moreCorruptions)
-	}
-	if !reflect.DeepEqual(want, o.json) {
-		t.Fatalf("check --output=json %v %s: thinblk %v, want %v (qemu-img %v)", args, name, o.json, want, q.json)
-	}
-	return o
-}
-
-// errorLines returns the "ERROR" lines of a human check output.
-func errorLines(out string) []string {
-	var lines []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "ERROR") {
-			lines = append(lines, l)
-		}
-	}
-	return lines
-}
 
 // vdiLayout reads the block map offset and blocks_in_image of a VDI file.
 func vdiLayout(t *testing.T, name string) (bmap int64, blocks uint32, b []byte) {
@@ -121,13 +55,13 @@ func TestCheckClean(t *testing.T) {
 	testutil.MustRun(t, testutil.Thinblk(t), "convert", "-f", "raw", "-O", "vdi", src, conv)
 	names = append(names, conv)
 	for _, name := range names {
-		o := checkBoth(t, name, 0)
-		if o.code != 0 || !strings.Contains(o.human, "No errors were found on the image.") {
-			t.Fatalf("%s: exit %d\n%s", name, o.code, o.human)
+		o := formattest.CheckBoth(t, name, 0)
+		if o.Code != 0 || !strings.Contains(o.Human, "No errors were found on the image.") {
+			t.Fatalf("%s: exit %d\n%s", name, o.Code, o.Human)
 		}
 		for _, r := range []string{"leaks", "all"} {
-			if o := checkBoth(t, name, 0, "-r", r); o.code != 63 {
-				t.Fatalf("%s -r %s: exit %d, want 63", name, r, o.code)
+			if o := formattest.CheckBoth(t, name, 0, "-r", r); o.Code != 63 {
+				t.Fatalf("%s -r %s: exit %d, want 63", name, r, o.Code)
 			}
 		}
 	}
@@ -188,13 +122,13 @@ func TestCheckCorrupt(t *testing.T) {
 			if err := os.WriteFile(name, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			o := checkBoth(t, name, c.more)
-			if o.code != 2 {
-				t.Fatalf("exit %d, want 2\n%s", o.code, o.human)
+			o := formattest.CheckBoth(t, name, c.more)
+			if o.Code != 2 {
+				t.Fatalf("exit %d, want 2\n%s", o.Code, o.Human)
 			}
-			lines := errorLines(o.human)
+			lines := formattest.ErrorLines(o.Human)
 			if len(lines) != len(c.want) {
-				t.Fatalf("%d ERROR lines, want %d:\n%s", len(lines), len(c.want), o.human)
+				t.Fatalf("%d ERROR lines, want %d:\n%s", len(lines), len(c.want), o.Human)
 			}
 			for k, w := range c.want {
 				if !strings.Contains(lines[k], w) {
@@ -203,8 +137,8 @@ func TestCheckCorrupt(t *testing.T) {
 			}
 			// No repair, even where thinblk refuses a writable open
 			// (a doubly used block).
-			if o := checkBoth(t, name, 0, "-r", "leaks"); o.code != 63 {
-				t.Fatalf("-r leaks: exit %d, want 63\n%s", o.code, o.human)
+			if o := formattest.CheckBoth(t, name, 0, "-r", "leaks"); o.Code != 63 {
+				t.Fatalf("-r leaks: exit %d, want 63\n%s", o.Code, o.Human)
 			}
 		})
 	}
@@ -249,8 +183,8 @@ func TestCheckNoCheck(t *testing.T) {
 		name := filepath.Join(dir, "t."+f)
 		formattest.QemuImg(t, "create", "-q", "-f", f, name, "2M")
 		for _, args := range [][]string{nil, {"-r", "all"}} {
-			if o := checkBoth(t, name, 0, args...); o.code != 63 {
-				t.Fatalf("%s %v: exit %d, want 63", f, args, o.code)
+			if o := formattest.CheckBoth(t, name, 0, args...); o.Code != 63 {
+				t.Fatalf("%s %v: exit %d, want 63", f, args, o.Code)
 			}
 		}
 	}

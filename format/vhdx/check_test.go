@@ -19,70 +19,6 @@ import (
 // The check helpers below are the same as format/vdi's check_test.go
 // (TODO: move them to internal/formattest, which another helper owns).
 
-// checkRun is one program's `check` of an image: exit code, human output
-// (stdout and stderr) and the JSON fields (nil when it printed none).
-type checkRun struct {
-	code  int
-	human string
-	json  map[string]any
-}
-
-// runCheck runs prog (qemu-img or thinblk) check on name, human and JSON.
-func runCheck(t *testing.T, prog, name string, args ...string) checkRun {
-	t.Helper()
-	a := append([]string{"check"}, args...)
-	out, errs, code := testutil.Run(t, prog, append(a, name)...)
-	jout, _, jcode := testutil.Run(t, prog, append(append(a, "--output=json"), name)...)
-	if jcode != code {
-		t.Fatalf("%s check %v %s: exit %d, with --output=json %d", prog, args, name, code, jcode)
-	}
-	r := checkRun{code: code, human: out + errs}
-	if strings.TrimSpace(jout) != "" {
-		if err := json.Unmarshal([]byte(jout), &r.json); err != nil {
-			t.Fatalf("%s check --output=json %s: %v\n%s", prog, name, err, jout)
-		}
-	}
-	return r
-}
-
-// checkBoth checks name with qemu-img and thinblk and fails unless both
-// exit with the same code and print the same JSON fields, with the same
-// values except that thinblk's corruptions may exceed qemu-img's by
-// moreCorruptions (the problems qemu-img does not look for). It returns
-// thinblk's run.
-func checkBoth(t *testing.T, name string, moreCorruptions int, args ...string) checkRun {
-	t.Helper()
-	testutil.NeedTool(t, "qemu-img")
-	q := runCheck(t, "qemu-img", name, args...)
-	o := runCheck(t, testutil.Thinblk(t), name, args...)
-	if q.code != o.code {
-		t.Fatalf("check %v %s: thinblk exits %d, qemu-img %d\nthinblk:\n%s\nqemu-img:\n%s", args, name, o.code, q.code, o.human, q.human)
-	}
-	want := q.json
-	if moreCorruptions != 0 && want != nil {
-		want = map[string]any{}
-		for k, v := range q.json {
-			want[k] = v
-		}
-		want["corruptions"] = q.json["corruptions"].(float64) + float64(moreCorruptions)
-	}
-	if !reflect.DeepEqual(want, o.json) {
-		t.Fatalf("check --output=json %v %s: thinblk %v, want %v (qemu-img %v)", args, name, o.json, want, q.json)
-	}
-	return o
-}
-
-// errorLines returns the "ERROR" lines of a human check output.
-func errorLines(out string) []string {
-	var lines []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "ERROR") {
-			lines = append(lines, l)
-		}
-	}
-	return lines
-}
-
 // batOffset returns the file offset of the BAT of the VHDX file b.
 func batOffset(t testing.TB, b []byte) int64 {
 	t.Helper()
@@ -132,9 +68,9 @@ func TestCheckClean(t *testing.T) {
 	names = append(names, conv)
 	for _, name := range names {
 		for _, args := range [][]string{nil, {"-r", "leaks"}, {"-r", "all"}} {
-			o := checkBoth(t, name, 0, args...)
-			if o.code != 0 || !strings.Contains(o.human, "No errors were found on the image.") {
-				t.Fatalf("%s %v: exit %d\n%s", name, args, o.code, o.human)
+			o := formattest.CheckBoth(t, name, 0, args...)
+			if o.Code != 0 || !strings.Contains(o.Human, "No errors were found on the image.") {
+				t.Fatalf("%s %v: exit %d\n%s", name, args, o.Code, o.Human)
 			}
 		}
 	}
@@ -202,22 +138,22 @@ func TestCheckCorrupt(t *testing.T) {
 			if err := os.WriteFile(name, c.change(append([]byte(nil), orig...)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			var o checkRun
+			var o formattest.CheckRun
 			if c.qemuCode == 2 {
-				o = checkBoth(t, name, 0)
+				o = formattest.CheckBoth(t, name, 0)
 			} else {
-				q := runCheck(t, "qemu-img", name)
-				o = runCheck(t, testutil.Thinblk(t), name)
-				if q.code != c.qemuCode {
-					t.Fatalf("qemu-img exits %d, want %d\n%s", q.code, c.qemuCode, q.human)
+				q := formattest.RunCheck(t, "qemu-img", name)
+				o = formattest.RunCheck(t, testutil.Thinblk(t), name)
+				if q.Code != c.qemuCode {
+					t.Fatalf("qemu-img exits %d, want %d\n%s", q.Code, c.qemuCode, q.Human)
 				}
 			}
-			if o.code != 2 {
-				t.Fatalf("thinblk exits %d, want 2\n%s", o.code, o.human)
+			if o.Code != 2 {
+				t.Fatalf("thinblk exits %d, want 2\n%s", o.Code, o.Human)
 			}
-			lines := errorLines(o.human)
+			lines := formattest.ErrorLines(o.Human)
 			if len(lines) != len(c.want) {
-				t.Fatalf("%d ERROR lines, want %d:\n%s", len(lines), len(c.want), o.human)
+				t.Fatalf("%d ERROR lines, want %d:\n%s", len(lines), len(c.want), o.Human)
 			}
 			for k, w := range c.want {
 				if !strings.Contains(lines[k], w) {
@@ -267,27 +203,27 @@ func TestCheckReplaysLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	o := checkBoth(t, ours, 0)
-	if o.code != 1 {
-		t.Fatalf("check of an image with a log: exit %d, want 1\n%s", o.code, o.human)
+	o := formattest.CheckBoth(t, ours, 0)
+	if o.Code != 1 {
+		t.Fatalf("check of an image with a log: exit %d, want 1\n%s", o.Code, o.Human)
 	}
-	q := runCheck(t, "qemu-img", theirs, "-r", "all")
-	o = runCheck(t, testutil.Thinblk(t), ours, "-r", "all")
+	q := formattest.RunCheck(t, "qemu-img", theirs, "-r", "all")
+	o = formattest.RunCheck(t, testutil.Thinblk(t), ours, "-r", "all")
 	// runCheck ran each twice: the second (JSON) run found the log
 	// replayed already. Compare the human runs' words and the exit codes.
-	if q.code != 0 || o.code != 0 {
-		t.Fatalf("check -r all: qemu-img exit %d, thinblk %d\nqemu-img:\n%s\nthinblk:\n%s", q.code, o.code, q.human, o.human)
+	if q.Code != 0 || o.Code != 0 {
+		t.Fatalf("check -r all: qemu-img exit %d, thinblk %d\nqemu-img:\n%s\nthinblk:\n%s", q.Code, o.Code, q.Human, o.Human)
 	}
 	for _, w := range []string{"were found and repaired", "1 corruptions", "No errors were found on the image."} {
-		if !strings.Contains(q.human, w) || !strings.Contains(o.human, w) {
-			t.Fatalf("check -r all output lacks %q\nqemu-img:\n%s\nthinblk:\n%s", w, q.human, o.human)
+		if !strings.Contains(q.Human, w) || !strings.Contains(o.Human, w) {
+			t.Fatalf("check -r all output lacks %q\nqemu-img:\n%s\nthinblk:\n%s", w, q.Human, o.Human)
 		}
 	}
 	if got, want := formattest.QemuRaw(t, ours, "vhdx"), formattest.QemuRaw(t, theirs, "vhdx"); firstDiff(got, want) >= 0 {
 		t.Fatalf("replayed images read differently at %d", firstDiff(got, want))
 	}
-	if o := checkBoth(t, ours, 0); o.code != 0 {
-		t.Fatalf("check after the replay: exit %d\n%s", o.code, o.human)
+	if o := formattest.CheckBoth(t, ours, 0); o.Code != 0 {
+		t.Fatalf("check after the replay: exit %d\n%s", o.Code, o.Human)
 	}
 	// The JSON of a replay, against a fresh copy for each program.
 	for _, n := range []string{ours, theirs} {

@@ -2,12 +2,10 @@ package vmdk
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,70 +19,6 @@ import (
 
 // The check helpers below are the same as format/vdi's check_test.go
 // (TODO: move them to internal/formattest, which another helper owns).
-
-// checkRun is one program's `check` of an image: exit code, human output
-// (stdout and stderr) and the JSON fields (nil when it printed none).
-type checkRun struct {
-	code  int
-	human string
-	json  map[string]any
-}
-
-// runCheck runs prog (qemu-img or thinblk) check on name, human and JSON.
-func runCheck(t *testing.T, prog, name string, args ...string) checkRun {
-	t.Helper()
-	a := append([]string{"check"}, args...)
-	out, errs, code := testutil.Run(t, prog, append(a, name)...)
-	jout, _, jcode := testutil.Run(t, prog, append(append(a, "--output=json"), name)...)
-	if jcode != code {
-		t.Fatalf("%s check %v %s: exit %d, with --output=json %d", prog, args, name, code, jcode)
-	}
-	r := checkRun{code: code, human: out + errs}
-	if strings.TrimSpace(jout) != "" {
-		if err := json.Unmarshal([]byte(jout), &r.json); err != nil {
-			t.Fatalf("%s check --output=json %s: %v\n%s", prog, name, err, jout)
-		}
-	}
-	return r
-}
-
-// checkBoth checks name with qemu-img and thinblk and fails unless both
-// exit with the same code and print the same JSON fields, with the same
-// values except that thinblk's corruptions may exceed qemu-img's by
-// moreCorruptions (the problems qemu-img does not look for). It returns
-// thinblk's run.
-func checkBoth(t *testing.T, name string, moreCorruptions int, args ...string) checkRun {
-	t.Helper()
-	testutil.NeedTool(t, "qemu-img")
-	q := runCheck(t, "qemu-img", name, args...)
-	o := runCheck(t, testutil.Thinblk(t), name, args...)
-	if q.code != o.code {
-		t.Fatalf("check %v %s: thinblk exits %d, qemu-img %d\nthinblk:\n%s\nqemu-img:\n%s", args, name, o.code, q.code, o.human, q.human)
-	}
-	want := q.json
-	if moreCorruptions != 0 && want != nil {
-		want = map[string]any{}
-		for k, v := range q.json {
-			want[k] = v
-		}
-		want["corruptions"] = q.json["corruptions"].(float64) + float64(moreCorruptions)
-	}
-	if !reflect.DeepEqual(want, o.json) {
-		t.Fatalf("check --output=json %v %s: thinblk %v, want %v (qemu-img %v)", args, name, o.json, want, q.json)
-	}
-	return o
-}
-
-// errorLines returns the "ERROR" lines of a human check output.
-func errorLines(out string) []string {
-	var lines []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "ERROR") {
-			lines = append(lines, l)
-		}
-	}
-	return lines
-}
 
 // firstGT returns the file offset of the first grain table of the
 // monolithicSparse file b and its number of entries.
@@ -125,13 +59,13 @@ func TestCheckClean(t *testing.T) {
 		names = append(names, conv)
 	}
 	for _, name := range names {
-		o := checkBoth(t, name, 0)
-		if o.code != 0 || !strings.Contains(o.human, "No errors were found on the image.") {
-			t.Fatalf("%s: exit %d\n%s", name, o.code, o.human)
+		o := formattest.CheckBoth(t, name, 0)
+		if o.Code != 0 || !strings.Contains(o.Human, "No errors were found on the image.") {
+			t.Fatalf("%s: exit %d\n%s", name, o.Code, o.Human)
 		}
 		for _, r := range []string{"leaks", "all"} {
-			if o := checkBoth(t, name, 0, "-r", r); o.code != 63 {
-				t.Fatalf("%s -r %s: exit %d, want 63", name, r, o.code)
+			if o := formattest.CheckBoth(t, name, 0, "-r", r); o.Code != 63 {
+				t.Fatalf("%s -r %s: exit %d, want 63", name, r, o.Code)
 			}
 		}
 	}
@@ -177,11 +111,11 @@ func TestCheckCorrupt(t *testing.T) {
 		// qemu-img stops at the grain: "Check failed", exit 1, no JSON.
 		i := free[rng.Intn(len(free))]
 		name := write(t, i, uint32(len(orig)/512+rng.Intn(1<<20)))
-		o := checkBoth(t, name, 0)
-		if o.code != 1 || o.json != nil {
-			t.Fatalf("exit %d, JSON %v; want 1 and none\n%s", o.code, o.json, o.human)
+		o := formattest.CheckBoth(t, name, 0)
+		if o.Code != 1 || o.JSON != nil {
+			t.Fatalf("exit %d, JSON %v; want 1 and none\n%s", o.Code, o.JSON, o.Human)
 		}
-		lines := errorLines(o.human)
+		lines := formattest.ErrorLines(o.Human)
 		want := "cluster offset for sector " + strconv.Itoa(i*128) + " points after EOF"
 		if len(lines) != 1 || !strings.Contains(lines[0], want) {
 			t.Fatalf("ERROR lines %q, want one saying %q", lines, want)
@@ -192,16 +126,16 @@ func TestCheckCorrupt(t *testing.T) {
 		// thinblk reports the overlap (exit 2).
 		a := rng.Perm(len(allocated))
 		name := write(t, allocated[a[0]], entry(orig, allocated[a[1]]))
-		q := runCheck(t, "qemu-img", name)
-		o := runCheck(t, testutil.Thinblk(t), name)
-		if q.code != 0 || o.code != 2 {
-			t.Fatalf("exit codes qemu-img %d, thinblk %d; want 0 and 2\n%s", q.code, o.code, o.human)
+		q := formattest.RunCheck(t, "qemu-img", name)
+		o := formattest.RunCheck(t, testutil.Thinblk(t), name)
+		if q.Code != 0 || o.Code != 2 {
+			t.Fatalf("exit codes qemu-img %d, thinblk %d; want 0 and 2\n%s", q.Code, o.Code, o.Human)
 		}
-		if lines := errorLines(o.human); len(lines) != 1 || !strings.Contains(lines[0], "overlaps the cluster for sector") {
+		if lines := formattest.ErrorLines(o.Human); len(lines) != 1 || !strings.Contains(lines[0], "overlaps the cluster for sector") {
 			t.Fatalf("ERROR lines %q, want one about the overlap", lines)
 		}
-		if c, _ := o.json["corruptions"].(float64); c != 1 {
-			t.Fatalf("JSON %v, want 1 corruption", o.json)
+		if c, _ := o.JSON["corruptions"].(float64); c != 1 {
+			t.Fatalf("JSON %v, want 1 corruption", o.JSON)
 		}
 	})
 }
