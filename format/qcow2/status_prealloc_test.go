@@ -169,36 +169,12 @@ func TestMapPreallocMatchesQemu(t *testing.T) {
 	}
 }
 
-// compareMapsStrictOr checks that two maps agree on depth, zero and data
-// for every byte, reporting through fail. Unlike compareMapsOr it also
-// compares zero under data: for two maps of the same image file.
+// compareMapsStrictOr is compareMapsOr comparing zero under data too: for
+// two maps of the same image file.
 func compareMapsStrictOr(t testing.TB, got, want []mapEntry, fail func(string, ...any)) {
 	t.Helper()
-	at := func(m []mapEntry, off int64) (mapEntry, int64) {
-		for _, e := range m {
-			if off >= e.Start && off < e.Start+e.Length {
-				return e, e.Start + e.Length
-			}
-		}
-		return mapEntry{Depth: -1}, -1
-	}
-	var end int64
-	if len(want) > 0 {
-		end = want[len(want)-1].Start + want[len(want)-1].Length
-	}
-	for off := int64(0); off < end; {
-		g, ge := at(got, off)
-		w, we := at(want, off)
-		if ge < 0 || we < 0 {
-			fail("map: offset %d missing", off)
-			return
-		}
-		if g.Depth != w.Depth || g.Data != w.Data || g.Zero != w.Zero {
-			fail("map differs at offset %d: got depth=%d zero=%v data=%v, want depth=%d zero=%v data=%v",
-				off, g.Depth, g.Zero, g.Data, w.Depth, w.Zero, w.Data)
-			return
-		}
-		off = min(ge, we)
+	if d := mapDiff(got, want, true); d != "" {
+		fail("%s", d)
 	}
 }
 
