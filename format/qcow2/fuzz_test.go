@@ -81,6 +81,18 @@ func exercise(img *Image, write bool) {
 		_ = img.WriteZeroes(size/2, min(size-size/2, 1<<20), block.MayUnmap)
 		_ = img.Discard(0, min(size, 4<<20), 0)
 		_ = img.Flush()
+		// Snapshot operations walk every table: a hostile tree must give
+		// errors. The image's own first snapshot is applied and deleted
+		// too, when it has one.
+		if sn := img.Snapshots(); len(sn) > 0 {
+			_ = img.ApplySnapshot(sn[0].ID)
+			_ = img.DeleteSnapshot(sn[0].Name)
+		}
+		if _, err := img.CreateSnapshot("fuzz", time.Unix(0, 0)); err == nil {
+			_ = img.Pwrite(buf[:min(size, 4096)], 0, 0)
+			_ = img.ApplySnapshot("fuzz")
+			_ = img.DeleteSnapshot("fuzz")
+		}
 	}
 	_, _ = img.Check(RepairNone)
 }
@@ -90,6 +102,12 @@ func fuzzBody(data []byte) {
 	node := mem.New(int64(len(data)))
 	_ = node.Pwrite(data, 0, 0)
 	if img, err := Open(node, image.FormatOpen{Name: "fuzz", ReadOnly: true, NoBacking: true}); err == nil {
+		exercise(img, false)
+		img.Close()
+	}
+	// The first snapshot's view (convert -l), when the image has one.
+	snap := image.FormatOpen{Name: "fuzz", ReadOnly: true, NoBacking: true, Options: map[string]string{OptionSnapshot: "1"}}
+	if img, err := Open(node, snap); err == nil {
 		exercise(img, false)
 		img.Close()
 	}
