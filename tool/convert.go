@@ -119,6 +119,13 @@ func Convert(w, progress io.Writer, srcs []string, dst string, o ConvertOptions)
 	if cache == "" {
 		cache = "unsafe"
 	}
+	for _, src := range srcs {
+		if o.NoCreate && image.ChainKey(src) == image.ChainKey(dst) {
+			// Opens within one process do not lock each other out; QEMU's
+			// do, and refuse a source that is its own target.
+			return fmt.Errorf("convert: %s: %w", dst, &file.LockError{Name: dst, Perm: file.PermWrite})
+		}
+	}
 	target, err := image.Open(dst, image.Options{Format: outFmt, Cache: cache})
 	if err != nil {
 		return err
