@@ -55,8 +55,7 @@ func (img *Image) DeleteSnapshot(name string) error {
 }
 
 // ApplySnapshot reverts the active image to the snapshot whose ID, or else
-// name, is key; the snapshot stays. The snapshot must have been taken at
-// the current disk size.
+// name, is key, its disk size included; the snapshot stays.
 func (img *Image) ApplySnapshot(key string) error {
 	return img.opError("snapshot-apply", 0, 0, img.snapshotOp(func() error { return img.applySnapshotLocked(key) }))
 }
@@ -169,8 +168,8 @@ func (img *Image) applySnapshotLocked(key string) error {
 		return ErrSnapshotNotFound
 	}
 	s := img.snapshots[i]
-	if (s.DiskSize != 0 && s.DiskSize != uint64(img.Size())) || int64(s.L1Size) > int64(len(img.l1)) {
-		return fmt.Errorf("%w: qcow2: snapshot %q was taken at another disk size (%d bytes, now %d)", block.ErrNotSupported, s.ID, s.DiskSize, img.Size())
+	if int64(s.L1Size) > int64(len(img.l1)) {
+		return fmt.Errorf("%w: qcow2: snapshot %q has a larger L1 table (%d entries) than the image (%d)", block.ErrNotSupported, s.ID, s.L1Size, len(img.l1))
 	}
 	l1, err := img.readTable(int64(s.L1TableOffset), int64(s.L1Size))
 	if err != nil {
@@ -200,6 +199,15 @@ func (img *Image) applySnapshotLocked(key string) error {
 	img.l1Dirty = true
 	if err := img.flushLocked(); err != nil {
 		return err
+	}
+	// The disk size comes back with the snapshot, as with qemu-img
+	// snapshot -a (clusters past it go with the old tree below).
+	if s.DiskSize != 0 && s.DiskSize != img.hdr.Size {
+		img.hdr.Size = s.DiskSize
+		if err := img.writeHeaderLocked(); err != nil {
+			return err
+		}
+		img.size.Store(int64(s.DiskSize))
 	}
 	// ...and only then does the old tree lose it.
 	freed, err := img.adjustTreeLocked(old, -1)
