@@ -13,7 +13,9 @@
 // data extent grows to whole clusters, so the parts of its first and last
 // cluster that the status calls zeros or holes are read too (and
 // zero-detected); ranges that read as zeros outside those clusters are
-// never read. Each data buffer is scanned for zeros at the sparse
+// never read. Formats whose clusters stay sparse in their file after a
+// partial write (VHDX, VHD: they say so with SparseClusters) are treated
+// as having no clusters, so that their blocks are not filled with zeros. Each data buffer is scanned for zeros at the sparse
 // granularity (Options.SparseSize, default 4 KiB, rounded up to the target's
 // cluster size): zero runs are skipped when the target already reads zeros
 // (Options.TargetIsZero) and become [block.ZeroRange] with MayUnmap

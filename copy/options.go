@@ -139,6 +139,18 @@ type clusterSizer interface {
 	ClusterSize() int64
 }
 
+// sparseClusterer is implemented by formats whose clusters need not be
+// written whole: a partial write allocates the cluster but leaves the rest
+// of it a hole of the file that reads as zeros (VHDX payload blocks, VHD
+// blocks, of 2 to 256 MiB). The engine then treats the target as having no
+// clusters: growing data extents to whole clusters, and detecting zeros at
+// cluster granularity, would write zero bytes over those holes and
+// allocate every block touched in full, where qemu-img writes only the
+// non-zero 4 KiB granules.
+type sparseClusterer interface {
+	SparseClusters() bool
+}
+
 // settings are the resolved options of one copy.
 type settings struct {
 	Options
@@ -162,6 +174,9 @@ func resolve(o Options, srcs []Source, dst block.Driver) (settings, error) {
 	}
 	if cs, ok := block.As[clusterSizer](dst); ok && cs.ClusterSize() > 0 {
 		s.cluster = cs.ClusterSize()
+		if sc, ok := block.As[sparseClusterer](dst); ok && sc.SparseClusters() {
+			s.cluster = 1
+		}
 	}
 	if o.Compress {
 		c, ok := findCompressor(dst)

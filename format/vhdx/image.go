@@ -168,6 +168,11 @@ func (img *Image) BackingFile() (name, format string) {
 // ClusterSize returns the block size.
 func (img *Image) ClusterSize() int64 { return img.geo.blockSize }
 
+// SparseClusters reports that a payload block allocated by a partial write
+// keeps the rest of it as a hole of the file (reading zeros), so writers
+// (the copy engine) need not write blocks whole.
+func (img *Image) SparseClusters() bool { return true }
+
 // Subformat returns "differencing", "fixed" (every block allocated and
 // LeaveBlocksAllocated set) or "dynamic".
 func (img *Image) Subformat() string {

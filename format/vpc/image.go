@@ -205,6 +205,11 @@ func (img *Image) BackingFile() (name, format string) { return img.parentName, "
 // ClusterSize returns the block size of a dynamic image, 0 for a fixed one.
 func (img *Image) ClusterSize() int64 { return img.blockSize }
 
+// SparseClusters reports that a block allocated by a partial write keeps
+// the rest of it as a hole of the file (reading zeros), so writers (the
+// copy engine) need not write blocks whole.
+func (img *Image) SparseClusters() bool { return true }
+
 // Subformat returns "fixed", "dynamic" or "differencing".
 func (img *Image) Subformat() string {
 	switch img.footer.DiskType {
