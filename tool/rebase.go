@@ -88,6 +88,9 @@ func rebaseCopy(progress io.Writer, top block.Driver, name string, o RebaseOptio
 			return err
 		}
 		defer nb.Close()
+		if err := checkNoLoop(name, o.Backing, nb); err != nil {
+			return err
+		}
 		newBacking = nb
 	} else {
 		newBacking = mem.New(top.Size()) // no backing: reads zeros
@@ -110,6 +113,30 @@ func rebaseCopy(progress io.Writer, top block.Driver, name string, o RebaseOptio
 	}
 	if err != nil {
 		return fmt.Errorf("rebase: %w (%s still has its old backing file and reads the same)", err, name)
+	}
+	return nil
+}
+
+// checkNoLoop refuses a new backing file whose chain (nb, opened from
+// backing as recorded in name) holds the image name itself: recording it
+// would make a backing loop that no tool can open again. (QEMU refuses
+// the same rebase because its in-process locks conflict; ours do not.)
+func checkNoLoop(name, backing string, nb block.Driver) error {
+	self := image.ChainKey(name)
+	cur := image.ResolveBacking(name, backing)
+	for d := nb; d != nil; d = block.BackingOf(d) {
+		if image.ChainKey(cur) == self {
+			return fmt.Errorf("rebase %s: %w: the new backing file %s has %s in its backing chain (a backing loop)", name, block.ErrInvalid, backing, name)
+		}
+		bf, ok := block.As[image.BackingFiler](d)
+		if !ok {
+			return nil
+		}
+		next, _ := bf.BackingFile()
+		if next == "" {
+			return nil
+		}
+		cur = image.ResolveBacking(cur, next)
 	}
 	return nil
 }
