@@ -23,6 +23,11 @@ type SnapshotOptions struct {
 	// ForceShare (-U) lists the snapshots although another process
 	// writes the image (see image.Options); only with List.
 	ForceShare bool
+	// ApplyGiven, CreateGiven and DeleteGiven record that -a, -c or -d was
+	// given, so that an empty name counts: "" is a snapshot name for
+	// qemu-img (-c "" creates a snapshot without a name, -a "" and -d ""
+	// find it). A non-empty Apply, Create or Delete counts as given anyway.
+	ApplyGiven, CreateGiven, DeleteGiven bool
 }
 
 // snapshotter is what format/qcow2 offers.
@@ -35,8 +40,9 @@ type snapshotter interface {
 // Snapshot lists, creates, applies or deletes the internal snapshots of
 // an image, with qemu-img snapshot's output and messages.
 func Snapshot(w io.Writer, name string, o SnapshotOptions) error {
+	apply, create, del := o.ApplyGiven || o.Apply != "", o.CreateGiven || o.Create != "", o.DeleteGiven || o.Delete != ""
 	actions := 0
-	for _, set := range []bool{o.List, o.Apply != "", o.Create != "", o.Delete != ""} {
+	for _, set := range []bool{o.List, apply, create, del} {
 		if set {
 			actions++
 		}
@@ -64,15 +70,15 @@ func Snapshot(w io.Writer, name string, o SnapshotOptions) error {
 		return fmt.Errorf("%w: format %s has no internal snapshots", block.ErrNotSupported, info.Format)
 	}
 	switch {
-	case o.Create != "":
+	case create:
 		if _, err := s.CreateSnapshot(o.Create, time.Now()); err != nil {
 			return fmt.Errorf("Could not create snapshot '%s': %w", o.Create, err)
 		}
-	case o.Apply != "":
+	case apply:
 		if err := s.ApplySnapshot(o.Apply); err != nil {
 			return fmt.Errorf("Could not apply snapshot '%s': %w", o.Apply, snapshotErr(err))
 		}
-	case o.Delete != "":
+	case del:
 		if err := s.DeleteSnapshot(o.Delete); err != nil {
 			return fmt.Errorf("Could not delete snapshot '%s': %w", o.Delete, snapshotErr(err))
 		}

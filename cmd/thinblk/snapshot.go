@@ -13,6 +13,8 @@ func init() {
 		Short: "list, create, apply or delete internal snapshots (qemu-img snapshot)",
 		Args:  rangeArgs(1, 1),
 		RunE: func(c *cobra.Command, args []string) error {
+			f := c.Flags()
+			o.ApplyGiven, o.CreateGiven, o.DeleteGiven = f.Changed("apply"), f.Changed("create"), f.Changed("delete")
 			return tool.Snapshot(c.OutOrStdout(), args[0], o)
 		},
 	}
