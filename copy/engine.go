@@ -78,9 +78,13 @@ func (e *engine) run(ctx context.Context) (Stats, error) {
 			e.worker(ctx, cancel, items)
 		}()
 	}
-	if err := p.run(ctx); err != nil {
+	if err := p.run(ctx); err != nil && ctx.Err() == nil {
 		e.fail(err)
 		cancel()
+	} else if err != nil {
+		// Canceled: by a worker's failure, which it records, or by the
+		// caller (see below); the planner's context error is neither.
+		e.stop()
 	}
 	e.res.plannedAll(p.seq)
 	wg.Wait()
@@ -89,7 +93,9 @@ func (e *engine) run(ctx context.Context) (Stats, error) {
 	e.errMu.Lock()
 	err := e.err
 	e.errMu.Unlock()
-	if err == nil && ctx.Err() != nil {
+	if (err == nil || errors.Is(err, errStopped)) && ctx.Err() != nil {
+		// Only the caller's cancellation stops a copy without a failure
+		// of its own.
 		err = ctx.Err()
 	}
 	if err == nil && e.s.Progress != nil && e.l.total == 0 {
@@ -99,10 +105,12 @@ func (e *engine) run(ctx context.Context) (Stats, error) {
 }
 
 // fail records err if it is the first error and stops the writes still
-// waiting for their turn.
+// waiting for their turn. errStopped, which the items dropped because of a
+// failure get, never hides that failure: the item whose step failed
+// records its error too, maybe after them.
 func (e *engine) fail(err error) {
 	e.errMu.Lock()
-	if e.err == nil {
+	if e.err == nil || errors.Is(e.err, errStopped) && !errors.Is(err, errStopped) {
 		e.err = err
 	}
 	e.errMu.Unlock()
