@@ -265,13 +265,12 @@ func (c *checker) walk() error {
 		}
 	}
 	tbl := make([]byte, img.clusterSize)
-	prevHost := int64(-1)
 	for _, l2Off := range order {
 		if err := c.readL2(l2Off, tbl); err != nil {
 			return err
 		}
 		first, active := activeFirst[l2Off]
-		c.walkL2(tbl, l2Off, l2Uses[l2Off], first, active, &prevHost)
+		c.walkL2(tbl, l2Off, l2Uses[l2Off], first, active)
 	}
 	c.res.TotalClusters = (img.size.Load() + img.clusterSize - 1) >> img.clusterBits
 	if h.NbSnapshots > 0 {
@@ -301,9 +300,12 @@ func (c *checker) readL2(off int64, tbl []byte) error {
 
 // walkL2 counts the clusters an L2 table points at, uses times. For a
 // table of the active L1 (first is its first L1 index) it also gathers
-// allocation statistics.
-func (c *checker) walkL2(tbl []byte, l2Off int64, uses uint32, first int64, active bool, prevHost *int64) {
+// allocation statistics. As in qemu-img check, a data cluster is
+// fragmented when it does not follow the previous one of the same table:
+// the first cluster of each table never is.
+func (c *checker) walkL2(tbl []byte, l2Off int64, uses uint32, first int64, active bool) {
 	img := c.img
+	prevHost := int64(-1)
 	for j := int64(0); j < img.l2Entries; j++ {
 		p := j * img.l2EntrySize
 		raw := binary.BigEndian.Uint64(tbl[p:])
@@ -335,10 +337,10 @@ func (c *checker) walkL2(tbl []byte, l2Off int64, uses uint32, first int64, acti
 			c.refN(m.host, img.clusterSize, uses, "data cluster")
 			if inDisk {
 				c.res.AllocatedClusters++
-				if *prevHost >= 0 && m.host != *prevHost+img.clusterSize {
+				if prevHost >= 0 && m.host != prevHost+img.clusterSize {
 					c.res.FragmentedClusters++
 				}
-				*prevHost = m.host
+				prevHost = m.host
 			}
 		}
 	}
