@@ -9,7 +9,10 @@ import (
 // Create makes a new image called name in the given format (no probing: the
 // format is required). When o.OpenBacking is nil and o.Backing is set, the
 // backing file is opened read-only through Open, its name resolved against
-// the folder of name. Errors name the file: a *block.OpError with Op "create",
+// the folder of name, for its size and format only: as qemu-img create
+// does, it is opened with ForceShare and NoIO, so that an overlay can be
+// made of an image another process writes (a running VM's disk). Errors
+// name the file: a *block.OpError with Op "create",
 // unless the format's own error already names it.
 func Create(name, format string, o CreateOptions) error {
 	err := create(name, format, o)
@@ -44,7 +47,7 @@ func create(name, format string, o CreateOptions) error {
 	}
 	if o.OpenBacking == nil {
 		o.OpenBacking = func(backingName, backingFormat string) (block.Driver, error) {
-			return Open(ResolveBacking(name, backingName), Options{Format: backingFormat, ReadOnly: true})
+			return Open(ResolveBacking(name, backingName), Options{Format: backingFormat, ReadOnly: true, ForceShare: true, NoIO: true})
 		}
 	}
 	return f.Create(name, o)
