@@ -18,7 +18,7 @@ import (
 // in use until the image is reopened, so callers (rebase) first make the
 // image read the same over the new backing file, then call this.
 func (img *Image) SetBackingFile(name, format string) error {
-	if err := img.checkWritable(); err != nil {
+	if err := img.beginGuestChange(); err != nil {
 		return img.opError("set-backing-file", 0, 0, err)
 	}
 	if name == "" && format != "" {

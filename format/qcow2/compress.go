@@ -109,7 +109,7 @@ func (img *Image) compressCluster(src []byte) ([]byte, error) {
 // filling fresh images (convert -c); the previous content of the cluster is
 // released.
 func (img *Image) WriteCompressed(p []byte, off int64) error {
-	if err := img.checkWritable(); err != nil {
+	if err := img.beginGuestChange(); err != nil {
 		return img.opError("pwrite-compressed", off, int64(len(p)), err)
 	}
 	size := img.Size()

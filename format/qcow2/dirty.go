@@ -19,18 +19,18 @@ import (
 // them (thinblk check -r). Writes before that repair are refused.
 const OptionKeepDirty = "keep-dirty"
 
-// prepareWrite makes an image ready for writing: it clears autoclear bits
-// for features thinblk does not maintain, and rebuilds refcounts of a
+// prepareWrite makes an image ready for writing: it notes the autoclear
+// bits to clear before guest data changes, and rebuilds refcounts of a
 // dirty image.
 func (img *Image) prepareWrite() error {
 	h := img.hdr
 	changed := false
-	if h.AutoclearFeatures != 0 {
-		// We do not update bitmaps: clearing the bit marks them inconsistent,
-		// as the spec demands of writers that do not know them.
-		h.AutoclearFeatures = 0
-		changed = true
-	}
+	// We do not update bitmaps: clearing the autoclear bits marks them
+	// inconsistent, as the spec demands of writers that do not know them.
+	// That waits for the first change of guest data (beginGuestChange), so
+	// that an open that only reads, or only takes or deletes a snapshot,
+	// leaves a backup tool's dirty bitmaps valid, as QEMU does.
+	img.autoclearPending.Store(h.AutoclearFeatures != 0)
 	if h.IncompatibleFeatures&IncompatDirty != 0 && img.keepDirty {
 		img.dirtyPending.Store(true)
 	} else if h.IncompatibleFeatures&IncompatDirty != 0 {
@@ -47,5 +47,39 @@ func (img *Image) prepareWrite() error {
 	if changed {
 		return img.writeHeaderLocked()
 	}
+	return nil
+}
+
+// beginGuestChange is checkWritable for requests that change what the
+// guest reads (writes, zeroing, discards, resize, a new backing file, an
+// applied snapshot). Before the first of them it clears the autoclear
+// feature bits, invalidating the features thinblk does not maintain
+// (persistent dirty bitmaps).
+//
+// Preconditions: img.mu not held.
+func (img *Image) beginGuestChange() error {
+	if err := img.checkWritable(); err != nil {
+		return err
+	}
+	if !img.autoclearPending.Load() {
+		return nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	return img.clearAutoclearLocked()
+}
+
+// clearAutoclearLocked clears the autoclear bits if that is still to do.
+//
+// Preconditions: img.mu held.
+func (img *Image) clearAutoclearLocked() error {
+	if !img.autoclearPending.Load() {
+		return nil
+	}
+	img.hdr.AutoclearFeatures = 0
+	if err := img.writeHeaderLocked(); err != nil {
+		return err
+	}
+	img.autoclearPending.Store(false)
 	return nil
 }

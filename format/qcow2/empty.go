@@ -17,7 +17,7 @@ import (
 // On failure part of the clusters may already be dropped: the image then
 // reads its backing file there.
 func (img *Image) MakeEmpty() error {
-	if err := img.checkWritable(); err != nil {
+	if err := img.beginGuestChange(); err != nil {
 		return img.opError("make-empty", 0, 0, err)
 	}
 	clusters := (img.Size() + img.clusterSize - 1) >> img.clusterBits

@@ -66,6 +66,9 @@ type Image struct {
 	// dirtyPending: opened writable with the dirty bit kept; mutating
 	// requests fail until Check(RepairAll) clears it.
 	dirtyPending atomic.Bool
+	// autoclearPending: the header's autoclear bits are still set and are
+	// to be cleared before the first change of guest data.
+	autoclearPending atomic.Bool
 }
 
 // freeRange is a reference to drop at the next flush: count clusters from

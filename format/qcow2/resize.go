@@ -19,7 +19,7 @@ func (img *Image) Resize(newSize int64, shrink, discardData bool) error {
 }
 
 func (img *Image) resize(newSize int64, shrink, discardData bool) error {
-	if err := img.checkWritable(); err != nil {
+	if err := img.beginGuestChange(); err != nil {
 		return err
 	}
 	if newSize < 0 || newSize%512 != 0 {

@@ -171,6 +171,10 @@ func (img *Image) applySnapshotLocked(key string) error {
 	if int64(s.L1Size) > int64(len(img.l1)) {
 		return fmt.Errorf("%w: qcow2: snapshot %q has a larger L1 table (%d entries) than the image (%d)", block.ErrNotSupported, s.ID, s.L1Size, len(img.l1))
 	}
+	// The guest's data changes: dirty bitmaps no longer describe it.
+	if err := img.clearAutoclearLocked(); err != nil {
+		return err
+	}
 	l1, err := img.readTable(int64(s.L1TableOffset), int64(s.L1Size))
 	if err != nil {
 		return err

@@ -14,7 +14,7 @@ import (
 // it. With FUA the image is flushed before returning.
 func (img *Image) Pwrite(p []byte, off int64, flags block.Flags) error {
 	n := int64(len(p))
-	if err := img.checkWritable(); err != nil {
+	if err := img.beginGuestChange(); err != nil {
 		return img.opError("pwrite", off, n, err)
 	}
 	if err := block.CheckRange(off, n, img.Size()); err != nil {

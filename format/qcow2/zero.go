@@ -23,7 +23,7 @@ func (img *Image) zeroNative() bool {
 // NoFallback). On v2 images without a backing file zeroed clusters are
 // deallocated; with a backing file zeros are written.
 func (img *Image) WriteZeroes(off, n int64, flags block.Flags) error {
-	if err := img.checkWritable(); err != nil {
+	if err := img.beginGuestChange(); err != nil {
 		return img.opError("write-zeroes", off, n, err)
 	}
 	if err := block.CheckRange(off, n, img.Size()); err != nil {
@@ -214,7 +214,7 @@ func (img *Image) zeroUnits(vc, u0, u1 int64, flags block.Flags) error {
 // zeros and backing data never shows through. On v2 images with a backing
 // file Discard does nothing.
 func (img *Image) Discard(off, n int64, flags block.Flags) error {
-	if err := img.checkWritable(); err != nil {
+	if err := img.beginGuestChange(); err != nil {
 		return img.opError("discard", off, n, err)
 	}
 	size := img.Size()
