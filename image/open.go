@@ -113,10 +113,11 @@ func openLayer(name string, o Options, seen map[string]bool, depth int) (block.D
 
 	probedRawImage := probed && format == "raw"
 	fo := FormatOpen{
-		Name:      name,
-		ReadOnly:  o.ReadOnly,
-		NoBacking: o.NoBacking || probedRawImage,
-		Options:   o.Options,
+		Name:       name,
+		ReadOnly:   o.ReadOnly,
+		NoBacking:  o.NoBacking || probedRawImage,
+		Options:    o.Options,
+		ForceShare: o.ForceShare,
 	}
 	fo.OpenBacking = func(backingName, backingFormat string) (block.Driver, error) {
 		if fo.NoBacking {

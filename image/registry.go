@@ -40,6 +40,9 @@ type FormatOpen struct {
 	NoBacking bool
 	// Options are driver options (-o key=value style), format specific.
 	Options map[string]string
+	// ForceShare (-U): files the format opens itself (vmdk extents) refuse
+	// nothing to other processes; otherwise read-only ones refuse writers.
+	ForceShare bool
 	// OpenBacking opens a backing file by the name recorded in the image,
 	// with a format ("" means probe). The opener resolves a relative name
 	// against the folder of Name. The backing node is opened read-only and

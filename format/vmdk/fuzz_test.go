@@ -65,7 +65,7 @@ func FuzzOpen(f *testing.F) {
 	}
 	saved := openExtentFile
 	f.Cleanup(func() { openExtentFile = saved })
-	openExtentFile = func(path string) (block.Driver, error) {
+	openExtentFile = func(path string, _ bool) (block.Driver, error) {
 		return nil, errors.New("fuzz: extent files are not opened")
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

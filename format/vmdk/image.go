@@ -219,10 +219,12 @@ func (img *Image) openDescriptor(o image.FormatOpen) error {
 	return nil
 }
 
-// openExtentFile opens an extent file read-only (a variable so that the
-// fuzz test never opens files named by random descriptors).
-var openExtentFile = func(path string) (block.Driver, error) {
-	return file.Open(path, file.Options{ReadOnly: true})
+// openExtentFile opens an extent file read-only, refusing writers and
+// resizers to other processes unless forceShare (-U), with the locks QEMU
+// takes on the extents of a disk it reads (a variable so that the fuzz
+// test never opens files named by random descriptors).
+var openExtentFile = func(path string, forceShare bool) (block.Driver, error) {
+	return file.Open(path, file.Options{ReadOnly: true, Unshare: file.PermWrite | file.PermResize, ForceShare: forceShare})
 }
 
 // openExtent opens the file of one extent line.
@@ -238,7 +240,7 @@ func (img *Image) openExtent(line ExtentLine, o image.FormatOpen) (extent, error
 		return nil, fmt.Errorf("vmdk: %w: extent files of a descriptor opened by URL", block.ErrNotSupported)
 	}
 	path := image.ResolveBacking(o.Name, line.FileName)
-	f, err := openExtentFile(path)
+	f, err := openExtentFile(path, o.ForceShare)
 	if err != nil {
 		return nil, fmt.Errorf("vmdk: extent %q: %w", path, err)
 	}
