@@ -48,6 +48,10 @@ type NBDOptions struct {
 	TLSCert, TLSKey, TLSCA string
 	// Workers is the number of requests one connection runs at once.
 	Workers int
+	// Snapshot (-l, --load-snapshot) exports an internal snapshot of a
+	// qcow2 image, read-only: "ID_OR_NAME" or
+	// "snapshot.id=ID,snapshot.name=NAME", as qemu-nbd -l.
+	Snapshot string
 	// Logger receives connection events (nil: slog.Default()).
 	Logger *slog.Logger
 	// Ready is called with the listening address once clients may
@@ -71,9 +75,17 @@ func NBD(ctx context.Context, name string, o NBDOptions) error {
 	if err != nil {
 		return err
 	}
+	snapOpts, err := snapshotOptions(o.Snapshot)
+	if err != nil {
+		return err
+	}
+	if snapOpts != nil {
+		o.ReadOnly = true // a snapshot is exported read-only, as by qemu-nbd
+	}
 	node, err := image.Open(name, image.Options{
 		Format:       o.Format,
 		ReadOnly:     o.ReadOnly,
+		Options:      snapOpts,
 		Cache:        o.Cache,
 		Discard:      mode.String(),
 		DetectZeroes: o.DetectZeroes,

@@ -81,6 +81,7 @@ nothing. --discard=unmap passes it to the image.`,
 	f.SortFlags = false
 	f.StringVarP(&o.Format, "format", "f", "", "image format (default: probe)")
 	f.BoolVarP(&o.ReadOnly, "read-only", "r", false, "export read-only")
+	f.StringVarP(&o.Snapshot, "load-snapshot", "l", "", "export an internal snapshot (ID_OR_NAME or snapshot.id=ID,snapshot.name=NAME), read-only")
 	f.BoolVarP(&o.Persistent, "persistent", "t", false, "keep serving after the last client disconnects")
 	f.StringVarP(&o.Socket, "socket", "k", "", "listen on this unix socket instead of TCP")
 	f.IntVarP(&o.Port, "port", "p", 10809, "TCP port")
