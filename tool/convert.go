@@ -119,10 +119,11 @@ func Convert(w, progress io.Writer, srcs []string, dst string, o ConvertOptions)
 	if cache == "" {
 		cache = "unsafe"
 	}
-	for _, src := range srcs {
-		if o.NoCreate && image.ChainKey(src) == image.ChainKey(dst) {
+	for i, src := range srcs {
+		if o.NoCreate && (image.ChainKey(src) == image.ChainKey(dst) || chainNode(nodes[i], src, dst) != nil) {
 			// Opens within one process do not lock each other out; QEMU's
-			// do, and refuse a source that is its own target.
+			// do, and refuse a target that is a source or in the backing
+			// chain of one.
 			return fmt.Errorf("convert: %s: %w", dst, &file.LockError{Name: dst, Perm: file.PermWrite})
 		}
 	}

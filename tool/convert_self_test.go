@@ -33,4 +33,12 @@ func TestConvertRefusesSourceAsTarget(t *testing.T) {
 		}
 	}
 	testutil.MustRun(t, "qemu-io", "-f", "qcow2", "-c", "read -P 7 0 1M", name)
+
+	// Nor may -n write into the backing file of the source.
+	top := filepath.Join(t.TempDir(), "top.qcow2")
+	testutil.MustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", name, "-F", "qcow2", top)
+	err = Convert(io.Discard, io.Discard, []string{top}, name, ConvertOptions{OutFormat: "qcow2", NoCreate: true})
+	if !errors.Is(err, file.ErrLocked) {
+		t.Fatalf("convert -n into the source's backing file: %v, want a lock error", err)
+	}
 }
