@@ -50,6 +50,10 @@ func Rebase(progress io.Writer, name string, o RebaseOptions) (err error) {
 	if o.BackingFormat != "" && o.Backing == "" {
 		return errors.New("rebase: -F needs -b")
 	}
+	if o.Backing != "" && o.BackingFormat == "" {
+		// As qemu-img 7.2: a backing format is never left to probing.
+		return fmt.Errorf("Could not change the backing file to '%s': backing format must be specified", o.Backing)
+	}
 	top, err := image.Open(name, image.Options{Format: o.Format, Cache: o.Cache, NoBacking: o.Unsafe})
 	if err != nil {
 		return err
