@@ -54,6 +54,13 @@ type Options struct {
 	// (a freshly created thin image, --target-is-zero): zero ranges are
 	// then skipped instead of written. Ignored with FullyAllocate.
 	TargetIsZero bool
+	// Preallocated says every cluster of the target is allocated already
+	// (an image created with preallocation=metadata, falloc or full): a
+	// partial write into a cluster then costs no copy-on-write, so data is
+	// written at SparseSize granularity instead of in whole clusters, and
+	// the zero granules of a cluster are left to the target (qemu-img
+	// convert -o preallocation=metadata leaves them holes too).
+	Preallocated bool
 	// Parallel is the number of requests in flight (0 = DefaultParallel).
 	Parallel int
 	// OutOfOrder lets writes run in parallel and complete in any order
@@ -174,7 +181,7 @@ func resolve(o Options, srcs []Source, dst block.Driver) (settings, error) {
 	}
 	if cs, ok := block.As[clusterSizer](dst); ok && cs.ClusterSize() > 0 {
 		s.cluster = cs.ClusterSize()
-		if sc, ok := block.As[sparseClusterer](dst); ok && sc.SparseClusters() {
+		if sc, ok := block.As[sparseClusterer](dst); (ok && sc.SparseClusters()) || o.Preallocated {
 			s.cluster = 1
 		}
 	}

@@ -147,6 +147,7 @@ func Convert(w, progress io.Writer, srcs []string, dst string, o ConvertOptions)
 		Compress:     o.Compress,
 		TargetName:   dst,
 		TargetIsZero: o.TargetIsZero,
+		Preallocated: !o.NoCreate && preallocated(o.Options),
 	}
 	switch {
 	case o.SparseSize == 0:
@@ -213,6 +214,16 @@ func checkConvertFlags(o ConvertOptions) error {
 		return errors.New("convert: -o cannot be used with -n (the target exists)")
 	}
 	return nil
+}
+
+// preallocated reports whether creation options make every cluster of a
+// new image allocated (qcow2 preallocation=metadata, falloc or full).
+func preallocated(opts map[string]string) bool {
+	switch opts["preallocation"] {
+	case "metadata", "falloc", "full":
+		return true
+	}
+	return false
 }
 
 // snapshotOptions turns convert -l into the qcow2 open options that show
