@@ -85,8 +85,9 @@ func parseResizeSize(s string, old int64) (int64, error) {
 	case -1:
 		v = old - v
 	}
-	if v < 0 {
-		return 0, fmt.Errorf("resize: new size would be negative")
+	if v <= 0 {
+		// qemu-img resize refuses 0 too ("New image size must be positive").
+		return 0, fmt.Errorf("resize: the new image size must be positive")
 	}
 	return v, nil
 }
