@@ -2,12 +2,9 @@ package vmdk
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/thinblk/thinblk/image"
 	"github.com/thinblk/thinblk/internal/formattest"
 )
 
@@ -19,34 +16,7 @@ import (
 // the flat file as zeros (the content check proves they read as zeros).
 func compareWithQemu(t *testing.T, name string, unit int64, flatHoles bool) {
 	t.Helper()
-	rawName := filepath.Join(t.TempDir(), "ref.raw")
-	formattest.QemuImg(t, "convert", "-f", "vmdk", "-O", "raw", name, rawName)
-	want, err := os.ReadFile(rawName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := image.Open(name, image.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer d.Close()
-	if info, err := d.Info(); err != nil || info.Format != "vmdk" {
-		t.Fatalf("Info = %+v, %v; want format vmdk", info, err)
-	}
-	if d.Size() != int64(len(want)) {
-		t.Fatalf("size %d, qemu-img says %d", d.Size(), len(want))
-	}
-	got := make([]byte, len(want))
-	if err := d.Pread(got, 0); err != nil {
-		t.Fatalf("pread: %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		i := 0
-		for got[i] == want[i] {
-			i++
-		}
-		t.Fatalf("content differs from qemu-img convert first at byte %d: %#x, want %#x", i, got[i], want[i])
-	}
+	d, want := formattest.OpenSameAsQemu(t, name, "vmdk")
 	// Unaligned small reads agree too.
 	for _, r := range [][2]int64{{1, 7}, {65535, 3}, {int64(len(want)) - 5, 5}, {511, 1025}} {
 		if r[0]+r[1] > int64(len(want)) {

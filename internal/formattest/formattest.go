@@ -4,6 +4,7 @@
 package formattest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -155,4 +156,27 @@ func QemuRaw(t *testing.T, name, format string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// OpenSameAsQemu opens name read-only as format, checks that the node says
+// so, and that its size and whole content are what qemu-img convert to raw
+// gives. It returns the node (closed at cleanup) and those bytes.
+func OpenSameAsQemu(t *testing.T, name, format string) (block.Driver, []byte) {
+	t.Helper()
+	want := QemuRaw(t, name, format)
+	d := OpenImage(t, name, format)
+	if info, err := d.Info(); err != nil || info.Format != format {
+		t.Fatalf("Info = %+v, %v; want format %s", info, err, format)
+	}
+	if d.Size() != int64(len(want)) {
+		t.Fatalf("size %d, qemu-img says %d", d.Size(), len(want))
+	}
+	if got := ReadAll(t, d); !bytes.Equal(got, want) {
+		i := 0
+		for got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("content differs from qemu-img convert first at byte %d: %#x, want %#x", i, got[i], want[i])
+	}
+	return d, want
 }
